@@ -1,0 +1,18 @@
+//! Portcullis: a WAF and TLS-terminating edge proxy built on Pingora.
+//!
+//! Modules follow the request path: [`tls`] (termination) -> [`proxy`]
+//! (pingora phases: routing, forwarding) -> [`routing`] -> [`upstream`]
+//! (pools and backend selection). [`config`] is what operators write;
+//! [`plan`] compiles it once into the immutable form the request path reads.
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod plan;
+pub mod proxy;
+pub mod redirect;
+pub mod routing;
+pub mod server;
+pub mod tls;
+pub mod upstream;

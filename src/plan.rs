@@ -1,0 +1,303 @@
+//! The runtime plan: the configuration compiled once into the immutable form
+//! the request path reads. Compiling is also where every semantic check
+//! happens, so `check`, `run` and (later) reload report the same errors.
+
+use crate::config::{
+    Config, Diagnostic, Diagnostics, KeyPath, ListenerConfig, ListenerProtocol, Loaded, PoolConfig, SiteConfig,
+};
+use crate::routing::{HostPattern, Route, Site};
+use crate::tls::{load_certified_key, SniResolver};
+use crate::upstream::{self, Backend, Pool};
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// A compiled listener.
+pub struct ListenerPlan {
+    pub name: String,
+    pub bind: SocketAddr,
+    pub protocol: ListenerProtocol,
+    pub http2: bool,
+    /// Certificates by SNI (HTTPS listeners).
+    pub certificates: Option<Arc<SniResolver>>,
+    pub redirect_port: u16,
+    pub redirect_status: u16,
+}
+
+/// Everything the running edge needs, compiled and checked.
+pub struct RuntimePlan {
+    pub node_id: String,
+    pub threads: usize,
+    pub graceful_shutdown_seconds: u64,
+    pub admin: Option<SocketAddr>,
+    pub listeners: Vec<ListenerPlan>,
+    pub sites: Vec<Site>,
+    pub pools: Vec<Arc<Pool>>,
+}
+
+/// The result of compiling: the plan plus warnings, or every error found.
+pub type Compiled = Result<(RuntimePlan, Vec<Diagnostic>), Vec<Diagnostic>>;
+
+/// Checks and compiles a loaded configuration. All errors are collected, not just the first.
+pub fn compile(loaded: Loaded) -> Compiled {
+    let Loaded { config, base_dir, mut diagnostics } = loaded;
+    let resolve = |p: &std::path::Path| if p.is_absolute() { p.to_path_buf() } else { base_dir.join(p) };
+    let cfg: &Config = &config;
+    let root = KeyPath::root();
+
+    let admin = cfg.admin.as_ref().and_then(|a| parse_addr(&mut diagnostics, &root.key("admin").key("bind"), &a.bind));
+    let listeners = compile_listeners(cfg, &resolve, &mut diagnostics);
+    let pools = compile_pools(cfg, &resolve, &mut diagnostics);
+    let sites = compile_sites(cfg, &pools, &mut diagnostics);
+    warn_unused_pools(cfg, &mut diagnostics);
+    if cfg.server.threads == 0 {
+        diagnostics.error(&root.key("server").key("threads"), "must be at least 1");
+    }
+
+    if diagnostics.has_errors() {
+        return Err(diagnostics.into_items());
+    }
+    let plan = RuntimePlan {
+        node_id: cfg.server.node_id.clone(),
+        threads: cfg.server.threads,
+        graceful_shutdown_seconds: cfg.server.graceful_shutdown_seconds,
+        admin,
+        listeners: listeners.into_iter().flatten().collect(),
+        sites,
+        pools: pools.into_iter().map(|(_, p)| Arc::new(p)).collect(),
+    };
+    Ok((plan, diagnostics.into_items()))
+}
+
+fn parse_addr(d: &mut Diagnostics, path: &KeyPath, s: &str) -> Option<SocketAddr> {
+    match s.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            d.error(path, format!("invalid address {s:?}: expected IP:port, e.g. 0.0.0.0:443 or [::]:443"));
+            None
+        }
+    }
+}
+
+fn check_unique_names<'a>(d: &mut Diagnostics, section: &str, names: impl Iterator<Item = &'a str>) {
+    let mut seen = HashSet::new();
+    for (i, name) in names.enumerate() {
+        let path = KeyPath::root().key(section).index(i).key("name");
+        if name.is_empty() {
+            d.error(&path, "must not be empty");
+        } else if !seen.insert(name) {
+            d.error(&path, format!("duplicate name {name:?}"));
+        }
+    }
+}
+
+/// Listeners, in config order; `None` for one that failed (errors recorded).
+fn compile_listeners(
+    cfg: &Config,
+    resolve: &dyn Fn(&std::path::Path) -> std::path::PathBuf,
+    d: &mut Diagnostics,
+) -> Vec<Option<ListenerPlan>> {
+    check_unique_names(d, "listeners", cfg.listeners.iter().map(|l| l.name.as_str()));
+    if cfg.listeners.is_empty() {
+        d.error(&KeyPath::root().key("listeners"), "at least one listener is required");
+    }
+    let mut binds = HashMap::new();
+    let mut out = Vec::new();
+    for (i, l) in cfg.listeners.iter().enumerate() {
+        let path = KeyPath::root().key("listeners").index(i);
+        let bind = parse_addr(d, &path.key("bind"), &l.bind);
+        if let Some(b) = bind {
+            if let Some(other) = binds.insert(b, l.name.clone()) {
+                d.error(&path.key("bind"), format!("{b} is already used by listener {other:?}"));
+            }
+        }
+        let certificates = compile_certificates(l, &path, resolve, d);
+        if !matches!(l.redirect_status, 301 | 302 | 307 | 308) {
+            d.error(&path.key("redirect_status"), format!("{} is not a redirect status (301, 302, 307 or 308)", l.redirect_status));
+        }
+        out.push(bind.map(|bind| ListenerPlan {
+            name: l.name.clone(),
+            bind,
+            protocol: l.protocol,
+            http2: l.http2,
+            certificates,
+            redirect_port: l.redirect_port,
+            redirect_status: l.redirect_status,
+        }));
+    }
+    out
+}
+
+fn compile_certificates(
+    l: &ListenerConfig,
+    path: &KeyPath,
+    resolve: &dyn Fn(&std::path::Path) -> std::path::PathBuf,
+    d: &mut Diagnostics,
+) -> Option<Arc<SniResolver>> {
+    let cert_path = path.key("certificates");
+    if l.protocol != ListenerProtocol::Https {
+        if !l.certificates.is_empty() {
+            d.warning(&cert_path, "certificates are only used on https listeners");
+        }
+        return None;
+    }
+    if l.certificates.is_empty() {
+        d.error(&cert_path, "an https listener needs at least one certificate");
+        return None;
+    }
+    let defaults = l.certificates.iter().filter(|c| c.default).count();
+    if defaults > 1 {
+        d.error(&cert_path, "only one certificate may be the default");
+    }
+    if defaults == 0 && l.certificates.len() > 1 {
+        d.error(&cert_path, "several certificates: mark one with default = true (served for unknown SNI)");
+    }
+    let mut resolver = SniResolver::default();
+    let mut ok = true;
+    for (i, c) in l.certificates.iter().enumerate() {
+        let p = cert_path.index(i);
+        if c.server_names.is_empty() && !c.default && l.certificates.len() > 1 {
+            d.warning(&p.key("server_names"), "no server names and not the default: this certificate is never served");
+        }
+        match load_certified_key(&resolve(&c.cert), &resolve(&c.key)) {
+            Ok(key) => resolver.add(&c.server_names, Arc::new(key), c.default),
+            Err(err) => {
+                d.error(&p.key(err.key()), err.to_string());
+                ok = false;
+            }
+        }
+    }
+    ok.then(|| Arc::new(resolver))
+}
+
+fn compile_pools(
+    cfg: &Config,
+    resolve: &dyn Fn(&std::path::Path) -> std::path::PathBuf,
+    d: &mut Diagnostics,
+) -> Vec<(String, Pool)> {
+    check_unique_names(d, "pools", cfg.pools.iter().map(|p| p.name.as_str()));
+    let mut out = Vec::new();
+    for (i, p) in cfg.pools.iter().enumerate() {
+        let path = KeyPath::root().key("pools").index(i);
+        if let Some(pool) = compile_pool(p, &path, resolve, d) {
+            out.push((p.name.clone(), pool));
+        }
+    }
+    out
+}
+
+fn compile_pool(
+    p: &PoolConfig,
+    path: &KeyPath,
+    resolve: &dyn Fn(&std::path::Path) -> std::path::PathBuf,
+    d: &mut Diagnostics,
+) -> Option<Pool> {
+    if p.backends.is_empty() {
+        d.error(&path.key("backends"), "a pool needs at least one backend");
+    }
+    let mut backends = Vec::new();
+    for (j, b) in p.backends.iter().enumerate() {
+        let bp = path.key("backends").index(j);
+        if b.weight == 0 || b.weight > 1000 {
+            d.error(&bp.key("weight"), format!("weight {} is out of range 1..=1000", b.weight));
+        }
+        if let Some(addr) = parse_addr(d, &bp.key("address"), &b.address) {
+            backends.push(Backend { addr, weight: b.weight.clamp(1, 1000) });
+        }
+    }
+    let tls = match &p.tls {
+        None => None,
+        Some(t) => {
+            let tp = path.key("tls");
+            if t.sni.is_empty() {
+                d.error(&tp.key("sni"), "must name the backend host");
+            }
+            if t.insecure_skip_verify {
+                d.warning(&tp.key("insecure_skip_verify"), "backend certificates are not verified");
+            }
+            let ca = match &t.ca {
+                Some(ca) => match upstream::load_ca_bundle(&resolve(ca)) {
+                    Ok(bundle) => Some(bundle),
+                    Err(msg) => {
+                        d.error(&tp.key("ca"), msg);
+                        None
+                    }
+                },
+                None => None,
+            };
+            Some(upstream::upstream_tls(t, ca))
+        }
+    };
+    (backends.len() == p.backends.len() && !backends.is_empty()).then(|| Pool::new(p, backends, tls))
+}
+
+fn compile_sites(
+    cfg: &Config,
+    pools: &[(String, Pool)],
+    d: &mut Diagnostics,
+) -> Vec<Site> {
+    check_unique_names(d, "sites", cfg.sites.iter().map(|s| s.name.as_str()));
+    let configured_pools: HashSet<&str> = cfg.pools.iter().map(|p| p.name.as_str()).collect();
+    cfg.sites
+        .iter()
+        .enumerate()
+        .map(|(i, s)| compile_site(s, &KeyPath::root().key("sites").index(i), cfg, pools, &configured_pools, d))
+        .collect()
+}
+
+fn compile_site(
+    s: &SiteConfig,
+    path: &KeyPath,
+    cfg: &Config,
+    pools: &[(String, Pool)],
+    configured_pools: &HashSet<&str>,
+    d: &mut Diagnostics,
+) -> Site {
+    if s.hosts.is_empty() {
+        d.error(&path.key("hosts"), "list at least one host name, or \"*\"");
+    }
+    if s.routes.is_empty() {
+        d.error(&path.key("routes"), "a site needs at least one route");
+    }
+    let listener_ids = (!s.listeners.is_empty()).then(|| {
+        s.listeners
+            .iter()
+            .enumerate()
+            .filter_map(|(j, name)| {
+                let found = cfg.listeners.iter().position(|l| &l.name == name);
+                if found.is_none() {
+                    d.error(&path.key("listeners").index(j), format!("no listener named {name:?}"));
+                }
+                found
+            })
+            .collect()
+    });
+    let mut routes = Vec::new();
+    for (j, r) in s.routes.iter().enumerate() {
+        let rp = path.key("routes").index(j);
+        if !r.path_prefix.starts_with('/') {
+            d.error(&rp.key("path_prefix"), format!("{:?} must start with '/'", r.path_prefix));
+        }
+        match pools.iter().position(|(name, _)| name == &r.pool) {
+            Some(pool) => routes.push(Route { path_prefix: r.path_prefix.clone(), pool }),
+            None if configured_pools.contains(r.pool.as_str()) => {} // the pool's own errors are reported
+            None => d.error(&rp.key("pool"), format!("no pool named {:?}", r.pool)),
+        }
+    }
+    routes.sort_by_key(|r| std::cmp::Reverse(r.path_prefix.len()));
+    Site {
+        name: s.name.clone(),
+        hosts: s.hosts.iter().map(|h| HostPattern::parse(h)).collect(),
+        listeners: listener_ids,
+        routes,
+    }
+}
+
+fn warn_unused_pools(cfg: &Config, d: &mut Diagnostics) {
+    let used: HashSet<&str> = cfg.sites.iter().flat_map(|s| s.routes.iter().map(|r| r.pool.as_str())).collect();
+    for (i, p) in cfg.pools.iter().enumerate() {
+        if !used.contains(p.name.as_str()) {
+            d.warning(&KeyPath::root().key("pools").index(i).key("name"), format!("pool {:?} is not used by any site", p.name));
+        }
+    }
+}
