@@ -1,0 +1,170 @@
+//! Real TLS handshakes against the edge: certificates by SNI, the default
+//! certificate, TLS 1.2 and 1.3, and ALPN (h2 and http/1.1).
+
+mod common;
+
+use common::*;
+use tokio_rustls::rustls;
+use x509_parser::prelude::*;
+
+struct Setup {
+    pki: Pki,
+    port: u16,
+    _edge: EdgeProcess,
+    _backends: Vec<portcullis::demo::backend::EchoBackend>,
+}
+
+async fn setup() -> Setup {
+    let pki = Pki::new();
+    let b = backends("gw", 1).await;
+    let (a_cert, a_key) = pki.issue("alpha", &["alpha.example.test"]);
+    let (b_cert, b_key) = pki.issue("beta", &["beta.example.test", "*.beta.example.test"]);
+    let (d_cert, d_key) = pki.issue("default", &["default.example.test"]);
+    let port = free_port();
+    let cfg = format!(
+        r#"
+[[listeners]]
+name = "https"
+bind = "127.0.0.1:{port}"
+protocol = "https"
+http2 = true
+[[listeners.certificates]]
+cert = "{}"
+key = "{}"
+server_names = ["alpha.example.test"]
+[[listeners.certificates]]
+cert = "{}"
+key = "{}"
+server_names = ["beta.example.test", "*.beta.example.test"]
+[[listeners.certificates]]
+cert = "{}"
+key = "{}"
+default = true
+
+[[sites]]
+name = "all"
+hosts = ["*"]
+routes = [{{ pool = "gw" }}]
+
+[[pools]]
+name = "gw"
+backends = [{{ address = "{}" }}]
+"#,
+        a_cert.display(),
+        a_key.display(),
+        b_cert.display(),
+        b_key.display(),
+        d_cert.display(),
+        d_key.display(),
+        b[0].addr
+    );
+    let edge = EdgeProcess::start(&cfg, &[port]);
+    Setup { pki, port, _edge: edge, _backends: b }
+}
+
+/// A client that accepts any certificate, so a test can look at what was served.
+#[derive(Debug)]
+struct AcceptAny(std::sync::Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &rustls::pki_types::CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &rustls::pki_types::CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The common name of the certificate served for `sni`.
+async fn served_cn(port: u16, sni: &str) -> String {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(AcceptAny(provider)))
+        .with_no_client_auth();
+    let tls = tls_connect(std::sync::Arc::new(cfg), port, sni).await.expect("handshake");
+    let der = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).expect("server cert").to_vec();
+    let (_, cert) = X509Certificate::from_der(&der).expect("x509");
+    let cn = cert.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()).unwrap_or_default().to_string();
+    cn
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_is_chosen_by_sni_with_default_for_unknown_names() {
+    let s = setup().await;
+    assert_eq!(served_cn(s.port, "alpha.example.test").await, "alpha.example.test");
+    assert_eq!(served_cn(s.port, "beta.example.test").await, "beta.example.test");
+    assert_eq!(served_cn(s.port, "api.beta.example.test").await, "beta.example.test", "wildcard");
+    assert_eq!(served_cn(s.port, "nobody.example.test").await, "default.example.test");
+
+    // A verifying client accepts the SNI-chosen certificate for its name.
+    let cfg = client_config(&s.pki, rustls::ALL_VERSIONS, &[b"http/1.1"]);
+    let mut tls = tls_connect(cfg, s.port, "alpha.example.test").await.expect("verified handshake");
+    let r = send_raw(&mut tls, get_request("alpha.example.test", "/", &[]).as_bytes()).await.expect("response");
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls12_and_tls13_are_both_negotiated() {
+    let s = setup().await;
+    for (version, expect) in [(&rustls::version::TLS12, rustls::ProtocolVersion::TLSv1_2), (&rustls::version::TLS13, rustls::ProtocolVersion::TLSv1_3)] {
+        let cfg = client_config(&s.pki, &[version], &[b"http/1.1"]);
+        let mut tls = tls_connect(cfg, s.port, "alpha.example.test").await.expect("handshake");
+        assert_eq!(tls.get_ref().1.protocol_version(), Some(expect));
+        let r = send_raw(&mut tls, get_request("alpha.example.test", "/", &[]).as_bytes()).await.expect("response");
+        assert_eq!(r.status, 200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alpn_serves_http1_and_h2() {
+    let s = setup().await;
+    let cfg = client_config(&s.pki, rustls::ALL_VERSIONS, &[b"http/1.1"]);
+    let tls = tls_connect(cfg, s.port, "alpha.example.test").await.expect("handshake");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+
+    let cfg = client_config(&s.pki, rustls::ALL_VERSIONS, &[b"h2", b"http/1.1"]);
+    let tls = tls_connect(cfg, s.port, "alpha.example.test").await.expect("handshake");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut client, conn) = h2::client::handshake(tls).await.expect("h2 handshake");
+    tokio::spawn(conn);
+    let req = http::Request::get("https://alpha.example.test/over-h2").body(()).expect("request");
+    let (resp, _) = client.send_request(req, true).expect("send");
+    let resp = resp.await.expect("h2 response");
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.expect("data");
+        let _ = body.flow_control().release_capacity(chunk.len());
+        bytes.extend_from_slice(&chunk);
+    }
+    let json: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+    assert_eq!(json["path"], "/over-h2");
+    assert_eq!(json["headers"]["x-forwarded-proto"], "https");
+}
