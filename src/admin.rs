@@ -16,13 +16,22 @@ pub struct AdminApp {
 impl AdminApp {
     fn status_json(&self) -> String {
         let plan = self.plan.load();
+        let now = crate::upstream::health::now_ms();
         let pools: Vec<_> = plan
             .pools
             .iter()
             .map(|p| {
                 serde_json::json!({
                     "name": p.name,
-                    "backends": p.backends.iter().map(|b| serde_json::json!({"address": b.addr.to_string(), "weight": b.weight})).collect::<Vec<_>>(),
+                    "backends": p.backends.iter().map(|b| serde_json::json!({
+                        "address": b.addr.to_string(),
+                        "weight": b.weight,
+                        "region": b.region,
+                        "healthy": b.health.probe_healthy(),
+                        "ejected": b.health.ejected(now),
+                        "ejections": b.health.ejections(),
+                        "in_flight": b.health.outstanding(),
+                    })).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -40,7 +49,15 @@ impl AdminApp {
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let (status, ctype, body) = match session.req_header().uri.path() {
-            "/healthz" | "/readyz" => (200, "text/plain", b"ok\n".to_vec()),
+            "/healthz" => (200, "text/plain", b"ok\n".to_vec()),
+            "/readyz" if self.plan.load().pools.iter().all(|p| p.any_available()) => {
+                (200, "text/plain", b"ready\n".to_vec())
+            }
+            "/readyz" => (
+                503,
+                "text/plain",
+                b"not ready: a pool has no available backend\n".to_vec(),
+            ),
             "/status" => (200, "application/json", self.status_json().into_bytes()),
             _ => (404, "text/plain", b"not found\n".to_vec()),
         };

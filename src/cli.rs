@@ -7,7 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
-#[command(name = "portcullis", version, about = "WAF and TLS-terminating edge proxy")]
+#[command(
+    name = "portcullis",
+    version,
+    about = "WAF and TLS-terminating edge proxy"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -41,8 +45,15 @@ fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stdout);
-    let _ = if json { builder.json().flatten_event(true).try_init() } else { builder.compact().try_init() };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stdout);
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.compact().try_init()
+    };
 }
 
 /// Loads and compiles a file, printing every diagnostic to stderr.
@@ -55,7 +66,10 @@ fn load_plan(path: &Path) -> Option<RuntimePlan> {
         }
         Err(errors) => {
             print_diagnostics(&errors);
-            let n = errors.iter().filter(|d| d.severity == Severity::Error).count();
+            let n = errors
+                .iter()
+                .filter(|d| d.severity == Severity::Error)
+                .count();
             eprintln!("{}: {n} error(s); nothing was started", path.display());
             None
         }
@@ -69,7 +83,9 @@ fn print_diagnostics(items: &[Diagnostic]) {
 }
 
 fn check(path: &Path) -> ExitCode {
-    let Some(plan) = load_plan(path) else { return ExitCode::FAILURE };
+    let Some(plan) = load_plan(path) else {
+        return ExitCode::FAILURE;
+    };
     println!("{}: OK", path.display());
     print_summary(&plan);
     ExitCode::SUCCESS
@@ -93,7 +109,9 @@ pub fn print_summary(plan: &RuntimePlan) {
 
 fn run(path: &Path) -> ExitCode {
     init_logging(true);
-    let Some(plan) = load_plan(path) else { return ExitCode::FAILURE };
+    let Some(plan) = load_plan(path) else {
+        return ExitCode::FAILURE;
+    };
     serve(plan)
 }
 
@@ -110,7 +128,8 @@ fn serve(plan: RuntimePlan) -> ExitCode {
 fn demo() -> ExitCode {
     init_logging(false);
     let dir = std::env::temp_dir().join(format!("portcullis-demo-{}", std::process::id()));
-    let started = crate::demo::write_demo_pki(&dir).and_then(|ca| Ok((ca, crate::demo::start_backends()?)));
+    let started =
+        crate::demo::write_demo_pki(&dir).and_then(|ca| Ok((ca, crate::demo::start_backends()?)));
     let (ca_path, (a, b)) = match started {
         Ok(v) => v,
         Err(e) => {

@@ -3,11 +3,13 @@
 //! happens, so `check`, `run` and (later) reload report the same errors.
 
 use crate::config::{
-    Config, Diagnostic, Diagnostics, KeyPath, ListenerConfig, ListenerProtocol, Loaded, PoolConfig, SiteConfig,
+    Config, Diagnostic, Diagnostics, HealthCheckConfig, HostHeader, KeyPath, ListenerConfig,
+    ListenerProtocol, Loaded, PoolConfig, SiteConfig, UpstreamTlsConfig,
 };
 use crate::routing::{HostPattern, Route, Site};
 use crate::tls::{load_certified_key, SniResolver};
-use crate::upstream::{self, Backend, Pool};
+use crate::upstream::probe::{self, ProbeSpec};
+use crate::upstream::{self, Backend, HashKey, Pool, PoolParts};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +29,7 @@ pub struct ListenerPlan {
 /// Everything the running edge needs, compiled and checked.
 pub struct RuntimePlan {
     pub node_id: String,
+    pub max_hops: usize,
     pub threads: usize,
     pub graceful_shutdown_seconds: u64,
     pub admin: Option<SocketAddr>,
@@ -40,12 +43,25 @@ pub type Compiled = Result<(RuntimePlan, Vec<Diagnostic>), Vec<Diagnostic>>;
 
 /// Checks and compiles a loaded configuration. All errors are collected, not just the first.
 pub fn compile(loaded: Loaded) -> Compiled {
-    let Loaded { config, base_dir, mut diagnostics } = loaded;
-    let resolve = |p: &std::path::Path| if p.is_absolute() { p.to_path_buf() } else { base_dir.join(p) };
+    let Loaded {
+        config,
+        base_dir,
+        mut diagnostics,
+    } = loaded;
+    let resolve = |p: &std::path::Path| {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base_dir.join(p)
+        }
+    };
     let cfg: &Config = &config;
     let root = KeyPath::root();
 
-    let admin = cfg.admin.as_ref().and_then(|a| parse_addr(&mut diagnostics, &root.key("admin").key("bind"), &a.bind));
+    let admin = cfg
+        .admin
+        .as_ref()
+        .and_then(|a| parse_addr(&mut diagnostics, &root.key("admin").key("bind"), &a.bind));
     let listeners = compile_listeners(cfg, &resolve, &mut diagnostics);
     let pools = compile_pools(cfg, &resolve, &mut diagnostics);
     let sites = compile_sites(cfg, &pools, &mut diagnostics);
@@ -59,6 +75,7 @@ pub fn compile(loaded: Loaded) -> Compiled {
     }
     let plan = RuntimePlan {
         node_id: cfg.server.node_id.clone(),
+        max_hops: cfg.server.max_hops,
         threads: cfg.server.threads,
         graceful_shutdown_seconds: cfg.server.graceful_shutdown_seconds,
         admin,
@@ -73,13 +90,20 @@ fn parse_addr(d: &mut Diagnostics, path: &KeyPath, s: &str) -> Option<SocketAddr
     match s.parse::<SocketAddr>() {
         Ok(a) => Some(a),
         Err(_) => {
-            d.error(path, format!("invalid address {s:?}: expected IP:port, e.g. 0.0.0.0:443 or [::]:443"));
+            d.error(
+                path,
+                format!("invalid address {s:?}: expected IP:port, e.g. 0.0.0.0:443 or [::]:443"),
+            );
             None
         }
     }
 }
 
-fn check_unique_names<'a>(d: &mut Diagnostics, section: &str, names: impl Iterator<Item = &'a str>) {
+fn check_unique_names<'a>(
+    d: &mut Diagnostics,
+    section: &str,
+    names: impl Iterator<Item = &'a str>,
+) {
     let mut seen = HashSet::new();
     for (i, name) in names.enumerate() {
         let path = KeyPath::root().key(section).index(i).key("name");
@@ -97,9 +121,16 @@ fn compile_listeners(
     resolve: &dyn Fn(&std::path::Path) -> std::path::PathBuf,
     d: &mut Diagnostics,
 ) -> Vec<Option<ListenerPlan>> {
-    check_unique_names(d, "listeners", cfg.listeners.iter().map(|l| l.name.as_str()));
+    check_unique_names(
+        d,
+        "listeners",
+        cfg.listeners.iter().map(|l| l.name.as_str()),
+    );
     if cfg.listeners.is_empty() {
-        d.error(&KeyPath::root().key("listeners"), "at least one listener is required");
+        d.error(
+            &KeyPath::root().key("listeners"),
+            "at least one listener is required",
+        );
     }
     let mut binds = HashMap::new();
     let mut out = Vec::new();
@@ -108,12 +139,21 @@ fn compile_listeners(
         let bind = parse_addr(d, &path.key("bind"), &l.bind);
         if let Some(b) = bind {
             if let Some(other) = binds.insert(b, l.name.clone()) {
-                d.error(&path.key("bind"), format!("{b} is already used by listener {other:?}"));
+                d.error(
+                    &path.key("bind"),
+                    format!("{b} is already used by listener {other:?}"),
+                );
             }
         }
         let certificates = compile_certificates(l, &path, resolve, d);
         if !matches!(l.redirect_status, 301 | 302 | 307 | 308) {
-            d.error(&path.key("redirect_status"), format!("{} is not a redirect status (301, 302, 307 or 308)", l.redirect_status));
+            d.error(
+                &path.key("redirect_status"),
+                format!(
+                    "{} is not a redirect status (301, 302, 307 or 308)",
+                    l.redirect_status
+                ),
+            );
         }
         out.push(bind.map(|bind| ListenerPlan {
             name: l.name.clone(),
@@ -142,7 +182,10 @@ fn compile_certificates(
         return None;
     }
     if l.certificates.is_empty() {
-        d.error(&cert_path, "an https listener needs at least one certificate");
+        d.error(
+            &cert_path,
+            "an https listener needs at least one certificate",
+        );
         return None;
     }
     let defaults = l.certificates.iter().filter(|c| c.default).count();
@@ -150,14 +193,20 @@ fn compile_certificates(
         d.error(&cert_path, "only one certificate may be the default");
     }
     if defaults == 0 && l.certificates.len() > 1 {
-        d.error(&cert_path, "several certificates: mark one with default = true (served for unknown SNI)");
+        d.error(
+            &cert_path,
+            "several certificates: mark one with default = true (served for unknown SNI)",
+        );
     }
     let mut resolver = SniResolver::default();
     let mut ok = true;
     for (i, c) in l.certificates.iter().enumerate() {
         let p = cert_path.index(i);
         if c.server_names.is_empty() && !c.default && l.certificates.len() > 1 {
-            d.warning(&p.key("server_names"), "no server names and not the default: this certificate is never served");
+            d.warning(
+                &p.key("server_names"),
+                "no server names and not the default: this certificate is never served",
+            );
         }
         match load_certified_key(&resolve(&c.cert), &resolve(&c.key)) {
             Ok(key) => resolver.add(&c.server_names, Arc::new(key), c.default),
@@ -179,69 +228,220 @@ fn compile_pools(
     let mut out = Vec::new();
     for (i, p) in cfg.pools.iter().enumerate() {
         let path = KeyPath::root().key("pools").index(i);
-        if let Some(pool) = compile_pool(p, &path, resolve, d) {
-            out.push((p.name.clone(), pool));
+        if let Some(parts) = compile_pool_parts(p, &path, resolve, d) {
+            out.push((
+                p.name.clone(),
+                Pool::new(p, parts, cfg.server.region.as_deref()),
+            ));
         }
     }
     out
 }
 
-fn compile_pool(
+/// Checks a pool's settings and builds its parts; `None` when any is wrong.
+fn compile_pool_parts(
     p: &PoolConfig,
     path: &KeyPath,
     resolve: &dyn Fn(&std::path::Path) -> std::path::PathBuf,
     d: &mut Diagnostics,
-) -> Option<Pool> {
+) -> Option<PoolParts> {
+    let errors_before = d.items().len();
+    let backends = compile_backends(p, path, d);
+    if p.host_header == HostHeader::Override && p.host_name.as_deref().is_none_or(str::is_empty) {
+        d.error(
+            &path.key("host_name"),
+            "host_header = \"override\" needs host_name",
+        );
+    }
+    if p.host_header == HostHeader::Backend {
+        for (j, b) in p.backends.iter().enumerate() {
+            if b.host.is_none() {
+                d.error(
+                    &path.key("backends").index(j).key("host"),
+                    "host_header = \"backend\" needs each backend's host",
+                );
+            }
+        }
+    }
+    let hash_key = compile_hash_key(&p.hash_key, &path.key("hash_key"), d);
+    let tls = p
+        .tls
+        .as_ref()
+        .and_then(|t| compile_upstream_tls(t, &path.key("tls"), resolve, d));
+    let probe = p
+        .health_check
+        .as_ref()
+        .and_then(|h| compile_probe(h, &path.key("health_check"), d));
+    if p.retry.max_tries == 0 {
+        d.error(&path.key("retry").key("max_tries"), "must be at least 1");
+    }
+    let new_errors = d.items()[errors_before..]
+        .iter()
+        .any(|x| x.severity == crate::config::Severity::Error);
+    (!new_errors).then_some(PoolParts {
+        backends,
+        tls,
+        probe,
+        hash_key: hash_key?,
+    })
+}
+
+fn compile_backends(p: &PoolConfig, path: &KeyPath, d: &mut Diagnostics) -> Vec<Backend> {
     if p.backends.is_empty() {
         d.error(&path.key("backends"), "a pool needs at least one backend");
     }
+    let mut seen = HashSet::new();
     let mut backends = Vec::new();
     for (j, b) in p.backends.iter().enumerate() {
         let bp = path.key("backends").index(j);
         if b.weight == 0 || b.weight > 1000 {
-            d.error(&bp.key("weight"), format!("weight {} is out of range 1..=1000", b.weight));
+            d.error(
+                &bp.key("weight"),
+                format!("weight {} is out of range 1..=1000", b.weight),
+            );
         }
-        if let Some(addr) = parse_addr(d, &bp.key("address"), &b.address) {
-            backends.push(Backend { addr, weight: b.weight.clamp(1, 1000) });
+        let Some(addr) = parse_addr(d, &bp.key("address"), &b.address) else {
+            continue;
+        };
+        if !seen.insert(addr) {
+            d.error(
+                &bp.key("address"),
+                format!("{addr} is listed twice in this pool"),
+            );
         }
+        backends.push(Backend {
+            addr,
+            weight: b.weight.clamp(1, 1000),
+            region: b.region.clone(),
+            host: b.host.clone(),
+            health: Arc::default(),
+        });
     }
-    let tls = match &p.tls {
-        None => None,
-        Some(t) => {
-            let tp = path.key("tls");
-            if t.sni.is_empty() {
-                d.error(&tp.key("sni"), "must name the backend host");
-            }
-            if t.insecure_skip_verify {
-                d.warning(&tp.key("insecure_skip_verify"), "backend certificates are not verified");
-            }
-            let ca = match &t.ca {
-                Some(ca) => match upstream::load_ca_bundle(&resolve(ca)) {
-                    Ok(bundle) => Some(bundle),
-                    Err(msg) => {
-                        d.error(&tp.key("ca"), msg);
-                        None
-                    }
-                },
-                None => None,
-            };
-            Some(upstream::upstream_tls(t, ca))
-        }
-    };
-    (backends.len() == p.backends.len() && !backends.is_empty()).then(|| Pool::new(p, backends, tls))
+    backends
 }
 
-fn compile_sites(
-    cfg: &Config,
-    pools: &[(String, Pool)],
+fn compile_hash_key(s: &str, path: &KeyPath, d: &mut Diagnostics) -> Option<HashKey> {
+    if s == "client_ip" {
+        return Some(HashKey::ClientIp);
+    }
+    match s.strip_prefix("header:") {
+        Some(name) if http::HeaderName::from_bytes(name.as_bytes()).is_ok() => {
+            Some(HashKey::Header(name.to_ascii_lowercase()))
+        }
+        _ => {
+            d.error(
+                path,
+                format!("{s:?}: expected \"client_ip\" or \"header:NAME\""),
+            );
+            None
+        }
+    }
+}
+
+fn compile_upstream_tls(
+    t: &UpstreamTlsConfig,
+    tp: &KeyPath,
+    resolve: &dyn Fn(&std::path::Path) -> std::path::PathBuf,
     d: &mut Diagnostics,
-) -> Vec<Site> {
+) -> Option<upstream::UpstreamTls> {
+    if t.sni.as_deref().is_some_and(str::is_empty) {
+        d.error(
+            &tp.key("sni"),
+            "must not be empty (leave it out to send the Host)",
+        );
+    }
+    if t.insecure_skip_verify {
+        d.warning(
+            &tp.key("insecure_skip_verify"),
+            "backend certificates are not verified",
+        );
+    }
+    let ca = match &t.ca {
+        Some(ca) => match upstream::load_ca_bundle(&resolve(ca)) {
+            Ok(bundle) => Some(bundle),
+            Err(msg) => {
+                d.error(&tp.key("ca"), msg);
+                return None;
+            }
+        },
+        None => None,
+    };
+    match upstream::upstream_tls(t, ca) {
+        Ok(tls) => Some(tls),
+        Err(msg) => {
+            d.error(tp, msg);
+            None
+        }
+    }
+}
+
+fn compile_probe(h: &HealthCheckConfig, hp: &KeyPath, d: &mut Diagnostics) -> Option<ProbeSpec> {
+    let http = match h.kind.as_str() {
+        "http" => true,
+        "tcp" => false,
+        other => {
+            d.error(
+                &hp.key("kind"),
+                format!("{other:?}: expected \"http\" or \"tcp\""),
+            );
+            return None;
+        }
+    };
+    if http::Method::from_bytes(h.method.as_bytes()).is_err() {
+        d.error(
+            &hp.key("method"),
+            format!("{:?} is not an HTTP method", h.method),
+        );
+    }
+    if !h.path.starts_with('/') || h.path.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        d.error(
+            &hp.key("path"),
+            format!("{:?} must start with '/' and contain no spaces", h.path),
+        );
+    }
+    let mut expected = Vec::new();
+    for (k, r) in h.expected_status.iter().enumerate() {
+        match probe::parse_status_range(r) {
+            Some(range) => expected.push(range),
+            None => d.error(
+                &hp.key("expected_status").index(k),
+                format!("{r:?}: expected a status or a range like \"200-399\""),
+            ),
+        }
+    }
+    if h.interval_ms == 0 || h.timeout_ms == 0 {
+        d.error(hp, "interval_ms and timeout_ms must be above 0");
+    }
+    Some(ProbeSpec {
+        http,
+        method: h.method.clone(),
+        path: h.path.clone(),
+        host: h.host.clone(),
+        expected,
+        interval: std::time::Duration::from_millis(h.interval_ms.max(1)),
+        timeout: std::time::Duration::from_millis(h.timeout_ms.max(1)),
+        healthy_threshold: h.healthy_threshold.max(1),
+        unhealthy_threshold: h.unhealthy_threshold.max(1),
+        next_due_ms: std::sync::atomic::AtomicU64::new(0),
+    })
+}
+
+fn compile_sites(cfg: &Config, pools: &[(String, Pool)], d: &mut Diagnostics) -> Vec<Site> {
     check_unique_names(d, "sites", cfg.sites.iter().map(|s| s.name.as_str()));
     let configured_pools: HashSet<&str> = cfg.pools.iter().map(|p| p.name.as_str()).collect();
     cfg.sites
         .iter()
         .enumerate()
-        .map(|(i, s)| compile_site(s, &KeyPath::root().key("sites").index(i), cfg, pools, &configured_pools, d))
+        .map(|(i, s)| {
+            compile_site(
+                s,
+                &KeyPath::root().key("sites").index(i),
+                cfg,
+                pools,
+                &configured_pools,
+                d,
+            )
+        })
         .collect()
 }
 
@@ -266,7 +466,10 @@ fn compile_site(
             .filter_map(|(j, name)| {
                 let found = cfg.listeners.iter().position(|l| &l.name == name);
                 if found.is_none() {
-                    d.error(&path.key("listeners").index(j), format!("no listener named {name:?}"));
+                    d.error(
+                        &path.key("listeners").index(j),
+                        format!("no listener named {name:?}"),
+                    );
                 }
                 found
             })
@@ -276,10 +479,16 @@ fn compile_site(
     for (j, r) in s.routes.iter().enumerate() {
         let rp = path.key("routes").index(j);
         if !r.path_prefix.starts_with('/') {
-            d.error(&rp.key("path_prefix"), format!("{:?} must start with '/'", r.path_prefix));
+            d.error(
+                &rp.key("path_prefix"),
+                format!("{:?} must start with '/'", r.path_prefix),
+            );
         }
         match pools.iter().position(|(name, _)| name == &r.pool) {
-            Some(pool) => routes.push(Route { path_prefix: r.path_prefix.clone(), pool }),
+            Some(pool) => routes.push(Route {
+                path_prefix: r.path_prefix.clone(),
+                pool,
+            }),
             None if configured_pools.contains(r.pool.as_str()) => {} // the pool's own errors are reported
             None => d.error(&rp.key("pool"), format!("no pool named {:?}", r.pool)),
         }
@@ -294,10 +503,17 @@ fn compile_site(
 }
 
 fn warn_unused_pools(cfg: &Config, d: &mut Diagnostics) {
-    let used: HashSet<&str> = cfg.sites.iter().flat_map(|s| s.routes.iter().map(|r| r.pool.as_str())).collect();
+    let used: HashSet<&str> = cfg
+        .sites
+        .iter()
+        .flat_map(|s| s.routes.iter().map(|r| r.pool.as_str()))
+        .collect();
     for (i, p) in cfg.pools.iter().enumerate() {
         if !used.contains(p.name.as_str()) {
-            d.warning(&KeyPath::root().key("pools").index(i).key("name"), format!("pool {:?} is not used by any site", p.name));
+            d.warning(
+                &KeyPath::root().key("pools").index(i).key("name"),
+                format!("pool {:?} is not used by any site", p.name),
+            );
         }
     }
 }

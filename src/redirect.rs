@@ -16,11 +16,23 @@ impl RedirectApp {
     /// The Location for a request, or `None` when it has no usable Host.
     pub fn location(&self, host: Option<&str>, path_and_query: &str) -> Option<String> {
         let host = crate::routing::normalize_host(host?);
-        if host.is_empty() || !host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b)) {
+        if host.is_empty()
+            || !host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b))
+        {
             return None;
         }
-        let host = if host.contains(':') { format!("[{host}]") } else { host };
-        let port = if self.https_port == 443 { String::new() } else { format!(":{}", self.https_port) };
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host
+        };
+        let port = if self.https_port == 443 {
+            String::new()
+        } else {
+            format!(":{}", self.https_port)
+        };
         Some(format!("https://{host}{port}{path_and_query}"))
     }
 }
@@ -56,10 +68,22 @@ mod tests {
 
     #[test]
     fn keeps_host_path_and_query_and_drops_port() {
-        let app = RedirectApp { https_port: 443, status: 308 };
-        assert_eq!(app.location(Some("Example.com:80"), "/a?b=c").as_deref(), Some("https://example.com/a?b=c"));
-        let app = RedirectApp { https_port: 8443, status: 308 };
-        assert_eq!(app.location(Some("example.com"), "/").as_deref(), Some("https://example.com:8443/"));
+        let app = RedirectApp {
+            https_port: 443,
+            status: 308,
+        };
+        assert_eq!(
+            app.location(Some("Example.com:80"), "/a?b=c").as_deref(),
+            Some("https://example.com/a?b=c")
+        );
+        let app = RedirectApp {
+            https_port: 8443,
+            status: 308,
+        };
+        assert_eq!(
+            app.location(Some("example.com"), "/").as_deref(),
+            Some("https://example.com:8443/")
+        );
         assert_eq!(app.location(Some("evil.com/x"), "/").as_deref(), None);
         assert_eq!(app.location(None, "/"), None);
     }

@@ -61,15 +61,23 @@ pub struct Site {
 impl Site {
     /// The pool for a path: the longest prefix that matches.
     pub fn route(&self, path: &str) -> Option<&Route> {
-        self.routes.iter().find(|r| path.starts_with(r.path_prefix.as_str()))
+        self.routes
+            .iter()
+            .find(|r| path.starts_with(r.path_prefix.as_str()))
     }
 
     fn serves_listener(&self, listener: usize) -> bool {
-        self.listeners.as_ref().is_none_or(|l| l.contains(&listener))
+        self.listeners
+            .as_ref()
+            .is_none_or(|l| l.contains(&listener))
     }
 
     fn host_score(&self, host: &str) -> Option<u8> {
-        self.hosts.iter().filter(|p| p.matches(host)).map(HostPattern::specificity).max()
+        self.hosts
+            .iter()
+            .filter(|p| p.matches(host))
+            .map(HostPattern::specificity)
+            .max()
     }
 }
 
@@ -79,7 +87,13 @@ pub fn normalize_host(host: &str) -> String {
         // [v6]:port
         rest.split(']').next().unwrap_or(rest)
     } else {
-        host.rsplit_once(':').map_or(host, |(h, p)| if p.bytes().all(|b| b.is_ascii_digit()) { h } else { host })
+        host.rsplit_once(':').map_or(host, |(h, p)| {
+            if p.bytes().all(|b| b.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
+        })
     };
     without_port.trim_end_matches('.').to_ascii_lowercase()
 }
@@ -100,17 +114,37 @@ mod tests {
     use super::*;
 
     fn site(name: &str, hosts: &[&str], routes: &[(&str, usize)]) -> Site {
-        let mut routes: Vec<Route> =
-            routes.iter().map(|(p, pool)| Route { path_prefix: p.to_string(), pool: *pool }).collect();
+        let mut routes: Vec<Route> = routes
+            .iter()
+            .map(|(p, pool)| Route {
+                path_prefix: p.to_string(),
+                pool: *pool,
+            })
+            .collect();
         routes.sort_by_key(|r| std::cmp::Reverse(r.path_prefix.len()));
-        Site { name: name.into(), hosts: hosts.iter().map(|h| HostPattern::parse(h)).collect(), listeners: None, routes }
+        Site {
+            name: name.into(),
+            hosts: hosts.iter().map(|h| HostPattern::parse(h)).collect(),
+            listeners: None,
+            routes,
+        }
     }
 
     #[test]
     fn exact_beats_wildcard_beats_any() {
-        let sites = vec![site("any", &["*"], &[]), site("wild", &["*.example.com"], &[]), site("exact", &["api.example.com"], &[])];
-        assert_eq!(find_site(&sites, 0, "api.example.com").map(|s| s.0), Some(2));
-        assert_eq!(find_site(&sites, 0, "www.example.com").map(|s| s.0), Some(1));
+        let sites = vec![
+            site("any", &["*"], &[]),
+            site("wild", &["*.example.com"], &[]),
+            site("exact", &["api.example.com"], &[]),
+        ];
+        assert_eq!(
+            find_site(&sites, 0, "api.example.com").map(|s| s.0),
+            Some(2)
+        );
+        assert_eq!(
+            find_site(&sites, 0, "www.example.com").map(|s| s.0),
+            Some(1)
+        );
         assert_eq!(find_site(&sites, 0, "example.com").map(|s| s.0), Some(0));
     }
 

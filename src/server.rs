@@ -30,7 +30,10 @@ pub fn build(plan: RuntimePlan) -> anyhow::Result<Server> {
         let addr = listener.bind.to_string();
         match listener.protocol {
             ListenerProtocol::Redirect => {
-                let app = RedirectApp { https_port: listener.redirect_port, status: listener.redirect_status };
+                let app = RedirectApp {
+                    https_port: listener.redirect_port,
+                    status: listener.redirect_status,
+                };
                 let mut svc = Service::new(format!("redirect {}", listener.name), app);
                 svc.add_tcp(&addr);
                 services.push(Box::new(svc));
@@ -38,7 +41,11 @@ pub fn build(plan: RuntimePlan) -> anyhow::Result<Server> {
             ListenerProtocol::Http | ListenerProtocol::Https => {
                 let tls = listener.protocol == ListenerProtocol::Https;
                 let edge = Edge::new(shared.clone(), idx, tls);
-                let mut svc = pingora::proxy::http_proxy_service_with_name(&server.configuration, edge, &listener.name);
+                let mut svc = pingora::proxy::http_proxy_service_with_name(
+                    &server.configuration,
+                    edge,
+                    &listener.name,
+                );
                 match (&listener.certificates, tls) {
                     (Some(resolver), true) => {
                         let mut settings = TlsSettings::intermediate("", "")?;
@@ -55,10 +62,22 @@ pub fn build(plan: RuntimePlan) -> anyhow::Result<Server> {
         }
     }
     if let Some(admin) = plan.admin {
-        let mut svc = Service::new("admin".to_string(), AdminApp { plan: shared.clone() });
+        let mut svc = Service::new(
+            "admin".to_string(),
+            AdminApp {
+                plan: shared.clone(),
+            },
+        );
         svc.add_tcp(&admin.to_string());
         services.push(Box::new(svc));
     }
+    let probes = pingora::services::background::background_service(
+        "health probes",
+        crate::upstream::probe::ProbeService {
+            plan: shared.clone(),
+        },
+    );
+    services.push(Box::new(probes));
     for svc in services {
         server.add_boxed_service(svc);
     }

@@ -45,8 +45,12 @@ impl std::fmt::Display for CertError {
 pub fn load_certified_key(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, CertError> {
     let chain = read_cert_chain(cert_path).map_err(CertError::Cert)?;
     let key = read_private_key(key_path).map_err(CertError::Key)?;
-    let signing_key = any_supported_type(&key)
-        .map_err(|e| CertError::Key(format!("{}: unsupported private key: {e}", key_path.display())))?;
+    let signing_key = any_supported_type(&key).map_err(|e| {
+        CertError::Key(format!(
+            "{}: unsupported private key: {e}",
+            key_path.display()
+        ))
+    })?;
     let certified = CertifiedKey::new(chain, signing_key);
     certified.keys_match().map_err(|e| {
         CertError::Mismatch(format!(

@@ -34,10 +34,18 @@ backends = [{{ address = "127.0.0.1:9001" }}]
 #[test]
 fn shipped_example_is_accepted() {
     let out = std::process::Command::new(bin())
-        .args(["check", "-c", concat!(env!("CARGO_MANIFEST_DIR"), "/examples/portcullis.toml")])
+        .args([
+            "check",
+            "-c",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/examples/portcullis.toml"),
+        ])
         .output()
         .expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
 }
 
@@ -55,7 +63,10 @@ fn unknown_key_names_key_and_line() {
     let cfg = base(&pki).replace("protocol = \"https\"", "protocol = \"https\"\nhttp3 = true");
     let (ok, _, stderr) = check(&cfg, pki.dir.path());
     assert!(!ok);
-    assert!(stderr.contains("portcullis.toml:5"), "line of the unknown key: {stderr}");
+    assert!(
+        stderr.contains("portcullis.toml:5"),
+        "line of the unknown key: {stderr}"
+    );
     assert!(stderr.contains("listeners[0]"), "key path: {stderr}");
     assert!(stderr.contains("unknown field `http3`"), "{stderr}");
 }
@@ -67,7 +78,10 @@ fn bad_address_is_an_error() {
     let (ok, _, stderr) = check(&cfg, pki.dir.path());
     assert!(!ok);
     assert!(stderr.contains("pools[0].backends[0].address"), "{stderr}");
-    assert!(stderr.contains("invalid address \"gateway-one\""), "{stderr}");
+    assert!(
+        stderr.contains("invalid address \"gateway-one\""),
+        "{stderr}"
+    );
     assert!(stderr.contains("portcullis.toml:17"), "line: {stderr}");
 }
 
@@ -77,7 +91,10 @@ fn missing_cert_file_is_an_error() {
     let cfg = base(&pki).replace("edge.pem", "missing.pem");
     let (ok, _, stderr) = check(&cfg, pki.dir.path());
     assert!(!ok);
-    assert!(stderr.contains("listeners[0].certificates[0].cert"), "{stderr}");
+    assert!(
+        stderr.contains("listeners[0].certificates[0].cert"),
+        "{stderr}"
+    );
     assert!(stderr.contains("missing.pem"), "{stderr}");
     assert!(stderr.contains("portcullis.toml:6"), "line: {stderr}");
 }
@@ -86,50 +103,82 @@ fn missing_cert_file_is_an_error() {
 fn cert_key_mismatch_is_an_error() {
     let pki = Pki::new();
     let (_, other_key) = pki.issue("other", &["other.example.test"]);
-    let cfg = base(&pki).replace(&pki.path("edge.key").display().to_string(), &other_key.display().to_string());
+    let cfg = base(&pki).replace(
+        &pki.path("edge.key").display().to_string(),
+        &other_key.display().to_string(),
+    );
     let (ok, _, stderr) = check(&cfg, pki.dir.path());
     assert!(!ok);
-    assert!(stderr.contains("listeners[0].certificates[0].key"), "{stderr}");
+    assert!(
+        stderr.contains("listeners[0].certificates[0].key"),
+        "{stderr}"
+    );
     assert!(stderr.contains("does not match"), "{stderr}");
 }
 
 #[test]
 fn unused_pool_is_a_warning_only() {
     let pki = Pki::new();
-    let cfg = format!("{}\n[[pools]]\nname = \"spare\"\nbackends = [{{ address = \"127.0.0.1:9002\" }}]\n", base(&pki));
+    let cfg = format!(
+        "{}\n[[pools]]\nname = \"spare\"\nbackends = [{{ address = \"127.0.0.1:9002\" }}]\n",
+        base(&pki)
+    );
     let (ok, _, stderr) = check(&cfg, pki.dir.path());
     assert!(ok, "a warning does not fail the check: {stderr}");
-    assert!(stderr.contains("warning:") && stderr.contains("pool \"spare\" is not used"), "{stderr}");
+    assert!(
+        stderr.contains("warning:") && stderr.contains("pool \"spare\" is not used"),
+        "{stderr}"
+    );
     assert!(stderr.contains("pools[1].name"), "{stderr}");
 }
 
 #[test]
 fn site_pointing_to_missing_pool_is_an_error() {
     let pki = Pki::new();
-    let cfg = base(&pki).replace("routes = [{ pool = \"apim\" }]", "routes = [{ pool = \"nope\" }]");
+    let cfg = base(&pki).replace(
+        "routes = [{ pool = \"apim\" }]",
+        "routes = [{ pool = \"nope\" }]",
+    );
     let (ok, _, stderr) = check(&cfg, pki.dir.path());
     assert!(!ok);
-    assert!(stderr.contains("sites[0].routes[0].pool") && stderr.contains("no pool named \"nope\""), "{stderr}");
+    assert!(
+        stderr.contains("sites[0].routes[0].pool") && stderr.contains("no pool named \"nope\""),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn every_error_is_reported_not_just_the_first() {
     let pki = Pki::new();
-    let cfg = base(&pki).replace("127.0.0.1:9001", "nowhere").replace("127.0.0.1:8443", "localhost");
+    let cfg = base(&pki)
+        .replace("127.0.0.1:9001", "nowhere")
+        .replace("127.0.0.1:8443", "localhost");
     let (ok, _, stderr) = check(&cfg, pki.dir.path());
     assert!(!ok);
-    assert!(stderr.contains("listeners[0].bind") && stderr.contains("pools[0].backends[0].address"), "{stderr}");
+    assert!(
+        stderr.contains("listeners[0].bind") && stderr.contains("pools[0].backends[0].address"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn run_refuses_a_bad_config_and_starts_nothing() {
     let pki = Pki::new();
     let port = free_port();
-    let cfg = base(&pki).replace("127.0.0.1:8443", &format!("127.0.0.1:{port}")).replace("\"apim\" }", "\"nope\" }");
+    let cfg = base(&pki)
+        .replace("127.0.0.1:8443", &format!("127.0.0.1:{port}"))
+        .replace("\"apim\" }", "\"nope\" }");
     let path = pki.path("bad.toml");
     std::fs::write(&path, cfg).expect("write");
-    let out = std::process::Command::new(bin()).args(["run", "-c"]).arg(&path).output().expect("run");
+    let out = std::process::Command::new(bin())
+        .args(["run", "-c"])
+        .arg(&path)
+        .output()
+        .expect("run");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no pool named"));
-    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "nothing listens");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "nothing listens"
+    );
 }

@@ -59,7 +59,12 @@ backends = [{{ address = "{}" }}]
         b[0].addr
     );
     let edge = EdgeProcess::start(&cfg, &[port]);
-    Setup { pki, port, _edge: edge, _backends: b }
+    Setup {
+        pki,
+        port,
+        _edge: edge,
+        _backends: b,
+    }
 }
 
 /// A client that accepts any certificate, so a test can look at what was served.
@@ -107,36 +112,80 @@ async fn served_cn(port: u16, sni: &str) -> String {
         .dangerous()
         .with_custom_certificate_verifier(std::sync::Arc::new(AcceptAny(provider)))
         .with_no_client_auth();
-    let tls = tls_connect(std::sync::Arc::new(cfg), port, sni).await.expect("handshake");
-    let der = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).expect("server cert").to_vec();
+    let tls = tls_connect(std::sync::Arc::new(cfg), port, sni)
+        .await
+        .expect("handshake");
+    let der = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .expect("server cert")
+        .to_vec();
     let (_, cert) = X509Certificate::from_der(&der).expect("x509");
-    let cn = cert.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()).unwrap_or_default().to_string();
+    let cn = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .unwrap_or_default()
+        .to_string();
     cn
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificate_is_chosen_by_sni_with_default_for_unknown_names() {
     let s = setup().await;
-    assert_eq!(served_cn(s.port, "alpha.example.test").await, "alpha.example.test");
-    assert_eq!(served_cn(s.port, "beta.example.test").await, "beta.example.test");
-    assert_eq!(served_cn(s.port, "api.beta.example.test").await, "beta.example.test", "wildcard");
-    assert_eq!(served_cn(s.port, "nobody.example.test").await, "default.example.test");
+    assert_eq!(
+        served_cn(s.port, "alpha.example.test").await,
+        "alpha.example.test"
+    );
+    assert_eq!(
+        served_cn(s.port, "beta.example.test").await,
+        "beta.example.test"
+    );
+    assert_eq!(
+        served_cn(s.port, "api.beta.example.test").await,
+        "beta.example.test",
+        "wildcard"
+    );
+    assert_eq!(
+        served_cn(s.port, "nobody.example.test").await,
+        "default.example.test"
+    );
 
     // A verifying client accepts the SNI-chosen certificate for its name.
     let cfg = client_config(&s.pki, rustls::ALL_VERSIONS, &[b"http/1.1"]);
-    let mut tls = tls_connect(cfg, s.port, "alpha.example.test").await.expect("verified handshake");
-    let r = send_raw(&mut tls, get_request("alpha.example.test", "/", &[]).as_bytes()).await.expect("response");
+    let mut tls = tls_connect(cfg, s.port, "alpha.example.test")
+        .await
+        .expect("verified handshake");
+    let r = send_raw(
+        &mut tls,
+        get_request("alpha.example.test", "/", &[]).as_bytes(),
+    )
+    .await
+    .expect("response");
     assert_eq!(r.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls12_and_tls13_are_both_negotiated() {
     let s = setup().await;
-    for (version, expect) in [(&rustls::version::TLS12, rustls::ProtocolVersion::TLSv1_2), (&rustls::version::TLS13, rustls::ProtocolVersion::TLSv1_3)] {
+    for (version, expect) in [
+        (&rustls::version::TLS12, rustls::ProtocolVersion::TLSv1_2),
+        (&rustls::version::TLS13, rustls::ProtocolVersion::TLSv1_3),
+    ] {
         let cfg = client_config(&s.pki, &[version], &[b"http/1.1"]);
-        let mut tls = tls_connect(cfg, s.port, "alpha.example.test").await.expect("handshake");
+        let mut tls = tls_connect(cfg, s.port, "alpha.example.test")
+            .await
+            .expect("handshake");
         assert_eq!(tls.get_ref().1.protocol_version(), Some(expect));
-        let r = send_raw(&mut tls, get_request("alpha.example.test", "/", &[]).as_bytes()).await.expect("response");
+        let r = send_raw(
+            &mut tls,
+            get_request("alpha.example.test", "/", &[]).as_bytes(),
+        )
+        .await
+        .expect("response");
         assert_eq!(r.status, 200);
     }
 }
@@ -145,15 +194,21 @@ async fn tls12_and_tls13_are_both_negotiated() {
 async fn alpn_serves_http1_and_h2() {
     let s = setup().await;
     let cfg = client_config(&s.pki, rustls::ALL_VERSIONS, &[b"http/1.1"]);
-    let tls = tls_connect(cfg, s.port, "alpha.example.test").await.expect("handshake");
+    let tls = tls_connect(cfg, s.port, "alpha.example.test")
+        .await
+        .expect("handshake");
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
 
     let cfg = client_config(&s.pki, rustls::ALL_VERSIONS, &[b"h2", b"http/1.1"]);
-    let tls = tls_connect(cfg, s.port, "alpha.example.test").await.expect("handshake");
+    let tls = tls_connect(cfg, s.port, "alpha.example.test")
+        .await
+        .expect("handshake");
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     let (mut client, conn) = h2::client::handshake(tls).await.expect("h2 handshake");
     tokio::spawn(conn);
-    let req = http::Request::get("https://alpha.example.test/over-h2").body(()).expect("request");
+    let req = http::Request::get("https://alpha.example.test/over-h2")
+        .body(())
+        .expect("request");
     let (resp, _) = client.send_request(req, true).expect("send");
     let resp = resp.await.expect("h2 response");
     assert_eq!(resp.status(), 200);

@@ -113,7 +113,13 @@ impl Diagnostics {
     }
 
     /// Adds a finding whose line is already known (e.g. from a TOML parse error).
-    pub fn push_at(&mut self, severity: Severity, key_path: String, line: Option<usize>, message: String) {
+    pub fn push_at(
+        &mut self,
+        severity: Severity,
+        key_path: String,
+        line: Option<usize>,
+        message: String,
+    ) {
         self.items.push(Diagnostic {
             severity,
             file: self.file.clone(),
@@ -151,7 +157,9 @@ impl Diagnostics {
         let mut node = Node::Table(doc.as_table());
         let mut best = None;
         for seg in path.segments() {
-            let Some((span, child)) = node.child(seg) else { break };
+            let Some((span, child)) = node.child(seg) else {
+                break;
+            };
             if let Some(span) = span {
                 best = Some(self.line_at(span.start));
             }
@@ -175,14 +183,20 @@ impl<'a> Node<'a> {
     fn child(self, seg: &PathSeg) -> Option<(Span, Node<'a>)> {
         use toml_edit::{Item, Value};
         match (self, seg) {
-            (Node::Table(t), PathSeg::Key(k)) => t.get_key_value(k).map(|(key, it)| (key.span(), Node::Item(it))),
+            (Node::Table(t), PathSeg::Key(k)) => t
+                .get_key_value(k)
+                .map(|(key, it)| (key.span(), Node::Item(it))),
             (Node::Item(Item::Table(t)), PathSeg::Key(_)) => Node::Table(t).child(seg),
             (Node::Item(Item::Value(v)), _) => Node::Value(v).child(seg),
-            (Node::Item(Item::ArrayOfTables(a)), PathSeg::Index(i)) => a.get(*i).map(|t| (t.span(), Node::Table(t))),
-            (Node::Value(Value::InlineTable(t)), PathSeg::Key(k)) => {
-                t.get_key_value(k).map(|(key, v)| (key.span(), Node::Item(v)))
+            (Node::Item(Item::ArrayOfTables(a)), PathSeg::Index(i)) => {
+                a.get(*i).map(|t| (t.span(), Node::Table(t)))
             }
-            (Node::Value(Value::Array(a)), PathSeg::Index(i)) => a.get(*i).map(|v| (v.span(), Node::Value(v))),
+            (Node::Value(Value::InlineTable(t)), PathSeg::Key(k)) => t
+                .get_key_value(k)
+                .map(|(key, v)| (key.span(), Node::Item(v))),
+            (Node::Value(Value::Array(a)), PathSeg::Index(i)) => {
+                a.get(*i).map(|v| (v.span(), Node::Value(v)))
+            }
             _ => None,
         }
     }
@@ -191,5 +205,9 @@ impl<'a> Node<'a> {
 /// 1-based line of a byte offset.
 pub fn line_at(src: &str, offset: usize) -> usize {
     let end = offset.min(src.len());
-    src.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+    src.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }

@@ -43,7 +43,11 @@ pub fn load_str(name: &str, src: &str, base_dir: PathBuf) -> Result<Loaded, Vec<
             let key_path = err.path().to_string();
             let inner = err.into_inner();
             let line = inner.span().map(|s| diagnostics.line_at(s.start));
-            let key_path = if key_path == "." { String::new() } else { key_path };
+            let key_path = if key_path == "." {
+                String::new()
+            } else {
+                key_path
+            };
             diagnostics.push_at(Severity::Error, key_path, line, inner.message().to_string());
             Err(diagnostics.into_items())
         }

@@ -42,6 +42,17 @@ pub struct ServerConfig {
     /// Grace period, in seconds, for in-flight requests on shutdown.
     #[serde(default = "default_grace")]
     pub graceful_shutdown_seconds: u64,
+    /// The region this edge runs in: pool backends in the same region are preferred.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// A request that already passed through this node this many times (counted
+    /// in `Via`) is answered 508 Loop Detected.
+    #[serde(default = "default_max_hops")]
+    pub max_hops: usize,
+}
+
+fn default_max_hops() -> usize {
+    3
 }
 
 fn default_threads() -> usize {
@@ -60,6 +71,8 @@ impl Default for ServerConfig {
             threads: default_threads(),
             node_id: default_node_id(),
             graceful_shutdown_seconds: default_grace(),
+            region: None,
+            max_hops: default_max_hops(),
         }
     }
 }
@@ -158,12 +171,43 @@ fn default_prefix() -> String {
     "/".to_string()
 }
 
-/// How a pool picks a backend.
+/// How a pool picks a backend among the available ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum LoadBalancing {
+    /// Smooth weighted round robin.
     #[default]
     RoundRobin,
+    /// Power of two random choices, the one with fewer requests in flight.
+    LeastOutstanding,
+    /// Consistent hashing (ketama) on `hash_key`: a client stays on one backend.
+    ConsistentHash,
+    /// Weighted random.
+    Random,
+}
+
+/// What the Host header (and, for TLS pools without `tls.sni`, the SNI) sent to the backend is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum HostHeader {
+    /// The Host the client sent.
+    #[default]
+    Preserve,
+    /// The pool's `host_name`: for gateways that route by their own name.
+    Override,
+    /// Each backend's own `host`.
+    Backend,
+}
+
+/// What happens when no backend of a pool is available (all unhealthy or ejected).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AllDown {
+    /// Answer 503 at once.
+    #[default]
+    FailClosed,
+    /// Try the backends anyway, ignoring health.
+    TryAnyway,
 }
 
 /// A pool of backends (the internal API-gateway instances).
@@ -173,28 +217,171 @@ pub struct PoolConfig {
     pub name: String,
     #[serde(default)]
     pub load_balancing: LoadBalancing,
+    /// For `consistent_hash`: `client_ip` or `header:NAME`.
+    #[serde(default = "default_hash_key")]
+    pub hash_key: String,
     pub backends: Vec<BackendConfig>,
     /// TLS to the backends; plain HTTP when absent.
     pub tls: Option<UpstreamTlsConfig>,
-    /// Connect timeout in milliseconds.
+    #[serde(default)]
+    pub host_header: HostHeader,
+    /// The Host sent when `host_header = "override"`.
+    pub host_name: Option<String>,
+    /// Connect timeout in milliseconds (TCP and TLS).
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_ms: u64,
-    /// Time to wait for the backend's response headers, in milliseconds.
+    /// Time to wait for each read from the backend (first byte included), in milliseconds.
     #[serde(default = "default_read_timeout")]
     pub read_timeout_ms: u64,
-    /// How many backends to try for one request when connecting fails.
-    #[serde(default = "default_tries")]
-    pub max_tries: usize,
+    /// Idle keep-alive connections to backends are closed after this long.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_ms: u64,
+    /// Total time for a request including retries, in milliseconds; 0 = no limit.
+    #[serde(default)]
+    pub total_timeout_ms: u64,
+    #[serde(default)]
+    pub retry: RetryConfig,
+    pub health_check: Option<HealthCheckConfig>,
+    #[serde(default)]
+    pub passive: PassiveConfig,
+    #[serde(default)]
+    pub when_all_down: AllDown,
 }
 
+fn default_hash_key() -> String {
+    "client_ip".to_string()
+}
 fn default_connect_timeout() -> u64 {
     2_000
 }
 fn default_read_timeout() -> u64 {
     30_000
 }
+fn default_idle_timeout() -> u64 {
+    60_000
+}
+
+/// Retries. A connect failure never reached a backend, so it is always retried
+/// on another backend (up to `max_tries`); timeouts and the listed statuses only
+/// for idempotent methods, and only within the budget.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Backends tried for one request, the first included.
+    #[serde(default = "default_tries")]
+    pub max_tries: usize,
+    /// Retry idempotent requests whose backend timed out.
+    #[serde(default = "default_true")]
+    pub on_timeout: bool,
+    /// Retry idempotent requests answered with these statuses.
+    #[serde(default = "default_retry_statuses")]
+    pub on_status: Vec<u16>,
+    /// Retries (beyond connect failures) may add at most this share of extra load, in percent.
+    #[serde(default = "default_budget")]
+    pub budget_percent: u32,
+}
+
 fn default_tries() -> usize {
+    3
+}
+fn default_retry_statuses() -> Vec<u16> {
+    vec![502, 503, 504]
+}
+fn default_budget() -> u32 {
+    20
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_tries: default_tries(),
+            on_timeout: true,
+            on_status: default_retry_statuses(),
+            budget_percent: default_budget(),
+        }
+    }
+}
+
+/// Active health probes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckConfig {
+    /// `http` (a request, status checked) or `tcp` (connect only).
+    #[serde(default = "default_probe_kind")]
+    pub kind: String,
+    #[serde(default = "default_probe_method")]
+    pub method: String,
+    #[serde(default = "default_probe_path")]
+    pub path: String,
+    /// Host header of the probe; the pool's Host policy when absent.
+    pub host: Option<String>,
+    /// Status ranges counted healthy, e.g. `["200-399"]`.
+    #[serde(default = "default_probe_statuses")]
+    pub expected_status: Vec<String>,
+    #[serde(default = "default_probe_interval")]
+    pub interval_ms: u64,
+    #[serde(default = "default_probe_timeout")]
+    pub timeout_ms: u64,
+    /// Consecutive successes that make an unhealthy backend healthy.
+    #[serde(default = "default_threshold")]
+    pub healthy_threshold: u32,
+    /// Consecutive failures that make a healthy backend unhealthy.
+    #[serde(default = "default_threshold")]
+    pub unhealthy_threshold: u32,
+}
+
+fn default_probe_kind() -> String {
+    "http".into()
+}
+fn default_probe_method() -> String {
+    "GET".into()
+}
+fn default_probe_path() -> String {
+    "/".into()
+}
+fn default_probe_statuses() -> Vec<String> {
+    vec!["200-399".into()]
+}
+fn default_probe_interval() -> u64 {
+    2_000
+}
+fn default_probe_timeout() -> u64 {
+    1_000
+}
+fn default_threshold() -> u32 {
     2
+}
+
+/// Passive failure detection from real traffic.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PassiveConfig {
+    /// Consecutive failures (connect error, timeout, listed status) that eject a backend; 0 = off.
+    #[serde(default = "default_consecutive")]
+    pub consecutive_failures: u32,
+    /// How long an ejected backend gets no traffic, in seconds.
+    #[serde(default = "default_ejection")]
+    pub ejection_seconds: u64,
+    /// Backend statuses counted as failures.
+    #[serde(default = "default_retry_statuses")]
+    pub failure_status: Vec<u16>,
+}
+
+fn default_consecutive() -> u32 {
+    3
+}
+fn default_ejection() -> u64 {
+    10
+}
+
+impl Default for PassiveConfig {
+    fn default() -> Self {
+        PassiveConfig {
+            consecutive_failures: default_consecutive(),
+            ejection_seconds: default_ejection(),
+            failure_status: default_retry_statuses(),
+        }
+    }
 }
 
 /// One backend.
@@ -205,6 +392,10 @@ pub struct BackendConfig {
     pub address: String,
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// Region of the backend; same as the edge's when absent.
+    pub region: Option<String>,
+    /// The backend's own host name (for `host_header = "backend"`).
+    pub host: Option<String>,
 }
 
 fn default_weight() -> u32 {
@@ -215,8 +406,8 @@ fn default_weight() -> u32 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamTlsConfig {
-    /// SNI and the name the backend certificate is verified against.
-    pub sni: String,
+    /// SNI and the name the backend certificate is verified against; the Host sent when absent.
+    pub sni: Option<String>,
     /// PEM bundle of CAs trusted for backend certificates; system roots when absent.
     pub ca: Option<PathBuf>,
     /// Skip certificate verification (a warning is printed): for lab use only.

@@ -13,27 +13,94 @@ use tokio::net::{TcpListener, TcpStream};
 const MAX_HEAD: usize = 64 * 1024;
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
-/// A running echo backend.
+/// How an echo backend behaves.
+#[derive(Debug, Clone, Default)]
+pub struct EchoOptions {
+    /// Answer 404 unless the Host header is this name, as an internal-mode API
+    /// gateway does when it is addressed by IP.
+    pub require_host: Option<String>,
+}
+
+/// A running echo backend; stopped (listener and connections closed) by
+/// [`EchoBackend::stop`] or when dropped.
 pub struct EchoBackend {
     pub name: String,
     pub addr: SocketAddr,
     /// Requests answered so far.
     pub requests: Arc<AtomicU64>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl EchoBackend {
+    /// Closes the listener and every open connection, like a crashed instance.
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+impl Drop for EchoBackend {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 /// Binds `addr` (use port 0 for an ephemeral port) and serves on the current runtime.
 pub async fn start(name: &str, addr: SocketAddr) -> std::io::Result<EchoBackend> {
+    start_with(name, addr, EchoOptions::default()).await
+}
+
+/// Like [`start`], with options.
+pub async fn start_with(
+    name: &str,
+    addr: SocketAddr,
+    options: EchoOptions,
+) -> std::io::Result<EchoBackend> {
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let requests = Arc::new(AtomicU64::new(0));
-    let backend = EchoBackend { name: name.to_string(), addr, requests: requests.clone() };
-    let name = Arc::new(name.to_string());
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(serve_connection(stream, name.clone(), requests.clone()));
-        }
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let shared = Arc::new(Shared {
+        name: name.to_string(),
+        options,
+        requests: requests.clone(),
     });
-    Ok(backend)
+    tokio::spawn(accept_loop(listener, shared, stopped));
+    Ok(EchoBackend {
+        name: name.to_string(),
+        addr,
+        requests,
+        stop,
+    })
+}
+
+/// What every connection of one backend shares.
+struct Shared {
+    name: String,
+    options: EchoOptions,
+    requests: Arc<AtomicU64>,
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { return };
+                let shared = shared.clone();
+                let mut stopped = stopped.clone();
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = serve_connection(stream, shared) => {}
+                        _ = stopped.changed() => {}
+                    }
+                });
+            }
+            _ = stopped.changed() => return,
+        }
+    }
 }
 
 /// One parsed request.
@@ -45,32 +112,51 @@ struct Parsed {
     close: bool,
 }
 
-async fn serve_connection(mut stream: TcpStream, name: Arc<String>, requests: Arc<AtomicU64>) {
+async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>) {
     let mut buf = Vec::with_capacity(4096);
     loop {
-        let Some(req) = read_request(&mut stream, &mut buf).await else { return };
-        requests.fetch_add(1, Ordering::Relaxed);
-        let headers: serde_json::Map<String, serde_json::Value> =
-            req.headers.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
-        let body = json!({
-            "instance": name.as_str(),
-            "method": req.method,
-            "path": req.path,
-            "headers": headers,
-            "body_bytes": req.body_len,
-        })
-        .to_string();
-        let resp = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-backend: {}\r\n{}\r\n{}",
-            body.len(),
-            name,
-            if req.close { "connection: close\r\n" } else { "" },
-            body
-        );
+        let Some(req) = read_request(&mut stream, &mut buf).await else {
+            return;
+        };
+        shared.requests.fetch_add(1, Ordering::Relaxed);
+        let resp = echo_response(&shared, &req);
         if stream.write_all(resp.as_bytes()).await.is_err() || req.close {
             return;
         }
     }
+}
+
+/// The JSON echo of a request (or 404 for a wrong Host when `require_host` is set).
+fn echo_response(shared: &Shared, req: &Parsed) -> String {
+    let headers: serde_json::Map<String, serde_json::Value> = req
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect();
+    let host = req
+        .headers
+        .iter()
+        .find(|(k, _)| k == "host")
+        .map(|(_, v)| v.as_str());
+    let status = match &shared.options.require_host {
+        Some(required) if host != Some(required.as_str()) => "404 Not Found",
+        _ => "200 OK",
+    };
+    let body = json!({
+        "instance": shared.name,
+        "method": req.method,
+        "path": req.path,
+        "headers": headers,
+        "body_bytes": req.body_len,
+    })
+    .to_string();
+    format!(
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-backend: {}\r\n{}\r\n{}",
+        body.len(),
+        shared.name,
+        if req.close { "connection: close\r\n" } else { "" },
+        body
+    )
 }
 
 /// Reads one request (head and body) from the connection; `None` on EOF or bad input.
@@ -89,17 +175,29 @@ async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Parse
     let headers: Vec<(String, String)> = req
         .headers
         .iter()
-        .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
+        .map(|h| {
+            (
+                h.name.to_ascii_lowercase(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
         .collect();
     let method = req.method?.to_string();
     let path = req.path?.to_string();
-    let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.to_ascii_lowercase());
+    let get = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.to_ascii_lowercase())
+    };
     let close = get("connection").is_some_and(|v| v.contains("close")) || req.version == Some(0);
     buf.drain(..head_len);
     let body_len = if get("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
         read_chunked(stream, buf).await?
     } else {
-        let len: usize = get("content-length").and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+        let len: usize = get("content-length")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
         if len > MAX_BODY {
             return None;
         }
@@ -111,7 +209,13 @@ async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Parse
         buf.drain(..len);
         len
     };
-    Some(Parsed { method, path, headers, body_len, close })
+    Some(Parsed {
+        method,
+        path,
+        headers,
+        body_len,
+        close,
+    })
 }
 
 /// Consumes a chunked body from `buf`/`stream`; returns its decoded length.

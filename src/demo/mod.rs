@@ -17,7 +17,10 @@ pub const DEMO_TOML: &str = include_str!("demo.toml");
 pub fn write_demo_pki(dir: &Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let ca = certs::DemoCa::new("Portcullis demo CA")?;
-    let server = ca.issue("localhost", &["localhost", "demo.portcullis.test", "127.0.0.1", "::1"])?;
+    let server = ca.issue(
+        "localhost",
+        &["localhost", "demo.portcullis.test", "127.0.0.1", "::1"],
+    )?;
     let ca_path = dir.join("ca.pem");
     std::fs::write(&ca_path, ca.cert_pem())?;
     std::fs::write(dir.join("server.pem"), server.cert_pem)?;
@@ -34,7 +37,11 @@ pub fn demo_config_text(dir: &Path, backend_a: SocketAddr, backend_b: SocketAddr
 }
 
 /// Compiles the demo configuration; errors here are bugs in the demo itself.
-pub fn demo_plan(dir: &Path, backend_a: SocketAddr, backend_b: SocketAddr) -> Result<RuntimePlan, Vec<Diagnostic>> {
+pub fn demo_plan(
+    dir: &Path,
+    backend_a: SocketAddr,
+    backend_b: SocketAddr,
+) -> Result<RuntimePlan, Vec<Diagnostic>> {
     let text = demo_config_text(dir, backend_a, backend_b);
     let loaded = config::load_str("<embedded demo config>", &text, dir.to_path_buf())?;
     plan::compile(loaded).map(|(plan, _warnings)| plan)
@@ -43,26 +50,40 @@ pub fn demo_plan(dir: &Path, backend_a: SocketAddr, backend_b: SocketAddr) -> Re
 /// Starts the two demo backends on their own runtime thread; returns their addresses.
 pub fn start_backends() -> anyhow::Result<(SocketAddr, SocketAddr)> {
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new().name("demo-backends".into()).spawn(move || {
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(rt) => rt,
-            Err(e) => {
-                let _ = tx.send(Err(anyhow::anyhow!("cannot start runtime: {e}")));
-                return;
-            }
-        };
-        rt.block_on(async move {
-            let any: SocketAddr = ([127, 0, 0, 1], 0).into();
-            let started = async {
-                let a = backend::start("gateway-a", any).await?;
-                let b = backend::start("gateway-b", any).await?;
-                Ok::<_, std::io::Error>((a.addr, b.addr))
-            }
-            .await;
-            let _ = tx.send(started.map_err(anyhow::Error::from));
-            std::future::pending::<()>().await;
-        });
-    })?;
+    std::thread::Builder::new()
+        .name("demo-backends".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = tx.send(Err(anyhow::anyhow!("cannot start runtime: {e}")));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let any: SocketAddr = ([127, 0, 0, 1], 0).into();
+                let started = async {
+                    let a = backend::start("gateway-a", any).await?;
+                    let b = backend::start("gateway-b", any).await?;
+                    Ok::<_, std::io::Error>((a, b))
+                }
+                .await;
+                match started {
+                    Ok(backends) => {
+                        let _ = tx.send(Ok((backends.0.addr, backends.1.addr)));
+                        // Serve for as long as the process lives; the backends stop when dropped.
+                        std::future::pending::<()>().await;
+                        drop(backends);
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e.into()));
+                    }
+                }
+            });
+        })?;
     rx.recv()?
 }
 

@@ -7,6 +7,7 @@
 //! it to the end, so a reload never changes the rules under a request.
 
 pub mod forwarding;
+pub mod loops;
 pub mod respond;
 
 use crate::plan::RuntimePlan;
@@ -30,7 +31,46 @@ pub struct Edge {
 
 impl Edge {
     pub fn new(plan: Arc<ArcSwap<RuntimePlan>>, listener: usize, tls: bool) -> Self {
-        Edge { plan, listener, tls }
+        Edge {
+            plan,
+            listener,
+            tls,
+        }
+    }
+
+    /// Passive detection: counts a failure against the backend of the current try.
+    fn record_backend_failure(&self, ctx: &RequestCtx) {
+        let (Some(pool), Some(&idx)) = (ctx.pool(), ctx.tried.last()) else {
+            return;
+        };
+        let Some(backend) = pool.backends.get(idx) else {
+            return;
+        };
+        let transition = backend.health.record_failure(
+            pool.passive.threshold,
+            pool.passive.cooldown,
+            pool.probe.is_some(),
+        );
+        if transition == crate::upstream::health::Transition::Ejected {
+            tracing::warn!(pool = %pool.name, backend = %backend.addr, cooldown_s = pool.passive.cooldown.as_secs(), "backend ejected after consecutive failures");
+        }
+    }
+}
+
+/// The consistent-hash key of a request.
+fn hash_key(session: &Session, key: &crate::upstream::HashKey) -> Vec<u8> {
+    match key {
+        crate::upstream::HashKey::ClientIp => session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip().to_string().into_bytes())
+            .unwrap_or_default(),
+        crate::upstream::HashKey::Header(name) => session
+            .req_header()
+            .headers
+            .get(name.as_str())
+            .map(|v| v.as_bytes().to_vec())
+            .unwrap_or_default(),
     }
 }
 
@@ -39,28 +79,38 @@ pub struct RequestCtx {
     plan: Arc<RuntimePlan>,
     started: Instant,
     request_id: String,
+    /// The host the client asked for: normalized (no port, lowercase) for routing.
     host: String,
+    /// The Host value exactly as the client sent it (port included), for `preserve`.
+    client_host: String,
     site: Option<usize>,
     pool: Option<usize>,
     /// Backends tried for this request, in order.
     tried: Vec<usize>,
+    /// Counts the current try as in flight to its backend.
+    in_flight: Option<crate::upstream::health::InFlight>,
+    /// Set when a response filter asked for a retry (a retryable status).
+    retry_status: Option<u16>,
 }
 
 impl RequestCtx {
     fn pool(&self) -> Option<&crate::upstream::Pool> {
-        self.pool.and_then(|p| self.plan.pools.get(p)).map(Arc::as_ref)
+        self.pool
+            .and_then(|p| self.plan.pools.get(p))
+            .map(Arc::as_ref)
     }
 }
 
-/// The Host a request is for: the Host header, else the URI authority (HTTP/2).
-fn request_host(req: &RequestHeader) -> Option<String> {
+/// The Host a request is for, as sent and normalized: the Host header, else
+/// the URI authority (HTTP/2).
+fn request_host(req: &RequestHeader) -> Option<(String, String)> {
     let raw = req
         .headers
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri.authority().map(|a| a.as_str()))?;
     let host = normalize_host(raw);
-    (!host.is_empty()).then_some(host)
+    (!host.is_empty()).then(|| (raw.to_string(), host))
 }
 
 #[async_trait]
@@ -73,20 +123,29 @@ impl ProxyHttp for Edge {
             started: Instant::now(),
             request_id: String::new(),
             host: String::new(),
+            client_host: String::new(),
             site: None,
             pool: None,
             tried: Vec::new(),
+            in_flight: None,
+            retry_status: None,
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let req = session.req_header();
-        ctx.request_id = forwarding::request_id(req.headers.get("x-request-id").map(|v| v.as_bytes()));
-        let Some(host) = request_host(req) else {
+        ctx.request_id =
+            forwarding::request_id(req.headers.get("x-request-id").map(|v| v.as_bytes()));
+        if loops::hops_through(req, &ctx.plan.node_id) >= ctx.plan.max_hops {
+            respond::text(session, 508, &ctx.request_id, respond::reason(508)).await?;
+            return Ok(true);
+        }
+        let Some((client_host, host)) = request_host(req) else {
             respond::text(session, 400, &ctx.request_id, "bad request: missing Host").await?;
             return Ok(true);
         };
         ctx.host = host;
+        ctx.client_host = client_host;
         let path = req.uri.path().to_string();
         let plan = ctx.plan.clone();
         let Some((site_idx, site)) = find_site(&plan.sites, self.listener, &ctx.host) else {
@@ -99,26 +158,101 @@ impl ProxyHttp for Edge {
             return Ok(true);
         };
         ctx.pool = Some(route.pool);
+        if let Some(pool) = ctx.pool() {
+            pool.retry.budget.deposit();
+        }
         Ok(false)
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
-        let pool = ctx.pool().ok_or_else(|| Error::explain(ErrorType::HTTPStatus(502), "no pool chosen"))?;
-        let Some(idx) = pool.select(&ctx.tried) else {
-            return Error::e_explain(ErrorType::HTTPStatus(503), format!("pool {}: no backend left to try", pool.name));
+    async fn upstream_peer(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let plan = ctx.plan.clone();
+        let pool = ctx
+            .pool
+            .and_then(|p| plan.pools.get(p))
+            .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(502), "no pool chosen"))?;
+        if !ctx.tried.is_empty()
+            && pool
+                .total_timeout
+                .is_some_and(|t| ctx.started.elapsed() >= t)
+        {
+            return Error::e_explain(
+                ErrorType::HTTPStatus(504),
+                "total timeout reached before a retry",
+            );
+        }
+        let key = hash_key(session, &pool.hash_key);
+        let Some(idx) = pool.select(&key, &ctx.tried) else {
+            return Error::e_explain(
+                ErrorType::HTTPStatus(503),
+                format!("pool {}: no backend available", pool.name),
+            );
         };
-        let peer = pool
-            .peer(idx)
-            .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(502), "backend index out of range"))?;
+        let upstream_host = pool.upstream_host(idx, &ctx.client_host);
+        let mut peer = pool.peer(idx, upstream_host).ok_or_else(|| {
+            Error::explain(ErrorType::HTTPStatus(502), "backend index out of range")
+        })?;
+        if let Some(total) = pool.total_timeout {
+            let left = total.saturating_sub(ctx.started.elapsed());
+            peer.options.read_timeout = peer.options.read_timeout.map(|t| t.min(left));
+        }
         ctx.tried.push(idx);
+        ctx.in_flight = Some(pool.backends[idx].health.track());
+        ctx.retry_status = None;
         Ok(Box::new(peer))
     }
 
-    fn fail_to_connect(&self, _session: &mut Session, peer: &HttpPeer, ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
         // A connect failure never reached the backend, so trying another one is
-        // safe for any method.
-        let retry = ctx.pool().is_some_and(|p| ctx.tried.len() < p.max_tries.min(p.backends.len()));
+        // safe for any method, and needs no budget.
+        self.record_backend_failure(ctx);
+        let retry = ctx
+            .pool()
+            .is_some_and(|p| ctx.tried.len() < p.retry.max_tries.min(p.backends.len()));
         tracing::warn!(request_id = %ctx.request_id, backend = %peer, retry, "connect to backend failed: {e}");
+        e.set_retry(retry);
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        let idempotent = session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated();
+        let is_timeout = matches!(
+            e.etype(),
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout
+        );
+        if ctx.retry_status.is_none() && e.esource() == &ErrorSource::Upstream {
+            self.record_backend_failure(ctx);
+        }
+        let Some(pool) = ctx.pool() else { return e };
+        let more_tries = ctx.tried.len() < pool.retry.max_tries.min(pool.backends.len());
+        let wanted = ctx.retry_status.is_some() || (is_timeout && pool.retry.on_timeout);
+        let retry = if !idempotent {
+            false
+        } else if wanted {
+            more_tries && pool.retry.budget.try_spend()
+        } else {
+            // A reused keep-alive connection the backend had closed: pingora's rule.
+            e.retry.decide_reuse(client_reused);
+            e.retry() && more_tries
+        };
         e.set_retry(retry);
         e
     }
@@ -129,22 +263,69 @@ impl ProxyHttp for Edge {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        let client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
         let facts = forwarding::ForwardedFacts {
             client_ip,
             proto: if self.tls { "https" } else { "http" },
             host: &ctx.host,
             request_id: &ctx.request_id,
         };
-        forwarding::apply(upstream_request, &facts)
+        forwarding::apply(upstream_request, &facts)?;
+        if let (Some(pool), Some(&idx)) = (ctx.pool(), ctx.tried.last()) {
+            let host = pool.upstream_host(idx, &ctx.client_host).to_string();
+            upstream_request.insert_header(http::header::HOST, host)?;
+        }
+        loops::append_via(upstream_request, &ctx.plan.node_id)
     }
 
-    async fn response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let status = resp.status.as_u16();
+        let Some(pool) = ctx.pool() else {
+            return Ok(());
+        };
+        let failed = pool.passive.failure_status.contains(&status);
+        let retryable = pool.retry.on_status.contains(&status)
+            && session.req_header().method.is_idempotent()
+            && ctx.tried.len() < pool.retry.max_tries.min(pool.backends.len());
+        if failed {
+            self.record_backend_failure(ctx);
+        } else if let Some(b) = ctx.tried.last().and_then(|&i| pool.backends.get(i)) {
+            b.health.record_success();
+        }
+        if retryable {
+            ctx.retry_status = Some(status);
+            return Error::e_explain(
+                ErrorType::HTTPStatus(status),
+                "retryable status from backend",
+            );
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
         resp.insert_header("x-request-id", &ctx.request_id)?;
         Ok(())
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
         let code = match e.etype() {
             ErrorType::HTTPStatus(code) => *code,
             ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
@@ -165,18 +346,30 @@ impl ProxyHttp for Edge {
             if ctx.request_id.is_empty() {
                 ctx.request_id = forwarding::request_id(None);
             }
-            if let Err(err) = respond::text(session, code, &ctx.request_id, respond::reason(code)).await {
+            if let Err(err) =
+                respond::text(session, code, &ctx.request_id, respond::reason(code)).await
+            {
                 tracing::debug!("could not send error response: {err}");
             }
         }
-        FailToProxy { error_code: code, can_reuse_downstream: false }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let req = session.req_header();
-        let site = ctx.site.and_then(|s| ctx.plan.sites.get(s)).map_or("", |s| s.name.as_str());
-        let upstream = ctx.tried.last().and_then(|&i| ctx.pool().and_then(|p| p.backends.get(i))).map(|b| b.addr.to_string());
+        let site = ctx
+            .site
+            .and_then(|s| ctx.plan.sites.get(s))
+            .map_or("", |s| s.name.as_str());
+        let upstream = ctx
+            .tried
+            .last()
+            .and_then(|&i| ctx.pool().and_then(|p| p.backends.get(i)))
+            .map(|b| b.addr.to_string());
         tracing::info!(
             target: "access",
             request_id = %ctx.request_id,

@@ -28,6 +28,7 @@ pub fn reason(status: u16) -> &'static str {
         502 => "bad gateway: no backend answered",
         503 => "service unavailable: no backend available",
         504 => "gateway timeout: the backend did not answer in time",
+        508 => "loop detected: this request already passed through this edge too often",
         _ => "error",
     }
 }

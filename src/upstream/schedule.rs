@@ -17,7 +17,11 @@ pub fn smooth_weighted(weights: &[u32]) -> Vec<usize> {
         for (c, w) in current.iter_mut().zip(&reduced) {
             *c += w;
         }
-        let Some((best, _)) = current.iter().enumerate().max_by_key(|&(i, c)| (*c, std::cmp::Reverse(i))) else {
+        let Some((best, _)) = current
+            .iter()
+            .enumerate()
+            .max_by_key(|&(i, c)| (*c, std::cmp::Reverse(i)))
+        else {
             break;
         };
         current[best] -= total;

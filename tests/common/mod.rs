@@ -15,7 +15,10 @@ use tokio_rustls::rustls;
 
 /// A free loopback port (bound and released; good enough for tests).
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// A temporary directory with a CA and certificates in it.
@@ -26,7 +29,10 @@ pub struct Pki {
 
 impl Pki {
     pub fn new() -> Pki {
-        Pki { dir: tempfile::tempdir().expect("tempdir"), ca: DemoCa::new("Test CA").expect("ca") }
+        Pki {
+            dir: tempfile::tempdir().expect("tempdir"),
+            ca: DemoCa::new("Test CA").expect("ca"),
+        }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -35,8 +41,14 @@ impl Pki {
 
     /// Issues a certificate for `names` and writes `<stem>.pem` and `<stem>.key`.
     pub fn issue(&self, stem: &str, names: &[&str]) -> (PathBuf, PathBuf) {
-        let issued = self.ca.issue(names.first().copied().unwrap_or(stem), names).expect("issue");
-        let (c, k) = (self.path(&format!("{stem}.pem")), self.path(&format!("{stem}.key")));
+        let issued = self
+            .ca
+            .issue(names.first().copied().unwrap_or(stem), names)
+            .expect("issue");
+        let (c, k) = (
+            self.path(&format!("{stem}.pem")),
+            self.path(&format!("{stem}.key")),
+        );
         std::fs::write(&c, issued.cert_pem).expect("write cert");
         std::fs::write(&k, issued.key_pem).expect("write key");
         (c, k)
@@ -56,7 +68,11 @@ impl Pki {
 pub async fn backends(prefix: &str, n: usize) -> Vec<EchoBackend> {
     let mut out = Vec::new();
     for i in 0..n {
-        out.push(backend::start(&format!("{prefix}-{i}"), ([127, 0, 0, 1], 0).into()).await.expect("backend"));
+        out.push(
+            backend::start(&format!("{prefix}-{i}"), ([127, 0, 0, 1], 0).into())
+                .await
+                .expect("backend"),
+        );
     }
     out
 }
@@ -93,7 +109,11 @@ impl EdgeProcess {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn portcullis");
-        let edge = EdgeProcess { child, config_path, _dir: dir };
+        let edge = EdgeProcess {
+            child,
+            config_path,
+            _dir: dir,
+        };
         for &port in ports {
             wait_for_port(port);
         }
@@ -116,8 +136,16 @@ pub fn wait_for_port(port: u16) {
 pub fn check(config: &str, dir: &Path) -> (bool, String, String) {
     let path = dir.join("portcullis.toml");
     std::fs::write(&path, config).expect("write config");
-    let out = Command::new(bin()).args(["check", "-c"]).arg(&path).output().expect("run check");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(bin())
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .expect("run check");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// A rustls client config trusting `pki`, with chosen versions and ALPN.
@@ -143,8 +171,11 @@ pub async fn tls_connect(
     sni: &str,
 ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
     let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
-    let name = rustls::pki_types::ServerName::try_from(sni.to_string()).map_err(std::io::Error::other)?;
-    tokio_rustls::TlsConnector::from(cfg).connect(name, tcp).await
+    let name =
+        rustls::pki_types::ServerName::try_from(sni.to_string()).map_err(std::io::Error::other)?;
+    tokio_rustls::TlsConnector::from(cfg)
+        .connect(name, tcp)
+        .await
 }
 
 /// A parsed HTTP/1.1 response.
@@ -157,10 +188,14 @@ pub struct Resp {
 
 impl Resp {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -168,7 +203,10 @@ impl Resp {
 }
 
 /// Sends raw bytes and reads one response (Content-Length or close-delimited).
-pub async fn send_raw<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, raw: &[u8]) -> std::io::Result<Resp> {
+pub async fn send_raw<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    raw: &[u8],
+) -> std::io::Result<Resp> {
     stream.write_all(raw).await?;
     read_response(stream).await
 }
@@ -181,24 +219,43 @@ pub async fn read_response<S: AsyncRead + Unpin>(stream: &mut S) -> std::io::Res
         if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             break p + 4;
         }
-        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk)).await.map_err(std::io::Error::other)??;
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+            .await
+            .map_err(std::io::Error::other)??;
         if n == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "eof before response head"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "eof before response head",
+            ));
         }
         buf.extend_from_slice(&chunk[..n]);
     };
     let mut headers_buf = [httparse::EMPTY_HEADER; 64];
     let mut resp = httparse::Response::new(&mut headers_buf);
-    resp.parse(&buf[..head_end]).map_err(std::io::Error::other)?;
+    resp.parse(&buf[..head_end])
+        .map_err(std::io::Error::other)?;
     let status = resp.code.unwrap_or(0);
-    let headers: Vec<(String, String)> =
-        resp.headers.iter().map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned())).collect();
+    let headers: Vec<(String, String)> = resp
+        .headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_string(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect();
     let mut body = buf[head_end..].to_vec();
-    let len = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")).and_then(|(_, v)| v.parse::<usize>().ok());
+    let len = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse::<usize>().ok());
     match len {
         Some(len) => {
             while body.len() < len {
-                let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk)).await.map_err(std::io::Error::other)??;
+                let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+                    .await
+                    .map_err(std::io::Error::other)??;
                 if n == 0 {
                     break;
                 }
@@ -207,14 +264,24 @@ pub async fn read_response<S: AsyncRead + Unpin>(stream: &mut S) -> std::io::Res
             body.truncate(len);
         }
         None => {
-            let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut body)).await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut body)).await;
         }
     }
-    Ok(Resp { status, headers, body })
+    Ok(Resp {
+        status,
+        headers,
+        body,
+    })
 }
 
 /// A GET with Host and extra headers, on a fresh plain connection.
-pub async fn http_get(port: u16, host: &str, path: &str, extra: &[(&str, &str)]) -> std::io::Result<Resp> {
+pub async fn http_get(
+    port: u16,
+    host: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+) -> std::io::Result<Resp> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).await?;
     send_raw(&mut s, get_request(host, path, extra).as_bytes()).await
 }
