@@ -1,64 +1,110 @@
-//! The admin listener: liveness, readiness and a status document.
-//! Bind it to a loopback or management address only.
+//! The admin listener: liveness, readiness, status, metrics and reload.
+//! Bind it to a loopback or management address only: it has no authentication.
 
-use crate::plan::RuntimePlan;
-use arc_swap::ArcSwap;
+use crate::state::EdgeState;
 use async_trait::async_trait;
 use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
+use serde_json::json;
 use std::sync::Arc;
 
 pub struct AdminApp {
-    pub plan: Arc<ArcSwap<RuntimePlan>>,
+    pub state: Arc<EdgeState>,
 }
 
 impl AdminApp {
     fn status_json(&self) -> String {
-        let plan = self.plan.load();
+        let plan = self.state.plan.load();
         let now = crate::upstream::health::now_ms();
         let pools: Vec<_> = plan
             .pools
             .iter()
             .map(|p| {
-                serde_json::json!({
-                    "name": p.name,
-                    "backends": p.backends.iter().map(|b| serde_json::json!({
-                        "address": b.addr.to_string(),
-                        "weight": b.weight,
-                        "region": b.region,
-                        "healthy": b.health.probe_healthy(),
-                        "ejected": b.health.ejected(now),
-                        "ejections": b.health.ejections(),
-                        "in_flight": b.health.outstanding(),
-                    })).collect::<Vec<_>>(),
-                })
+                let backends: Vec<_> = p
+                    .backends
+                    .iter()
+                    .map(|b| {
+                        json!({
+                            "address": b.addr.to_string(),
+                            "weight": b.weight,
+                            "region": b.region,
+                            "healthy": b.health.probe_healthy(),
+                            "ejected": b.health.ejected(now),
+                            "available": b.health.available(now),
+                            "ejections": b.health.ejections(),
+                            "in_flight": b.health.outstanding(),
+                        })
+                    })
+                    .collect();
+                json!({"name": p.name, "load_balancing": format!("{:?}", p.algorithm), "backends": backends})
             })
             .collect();
-        serde_json::json!({
+        json!({
             "node_id": plan.node_id,
-            "listeners": plan.listeners.iter().map(|l| serde_json::json!({"name": l.name, "bind": l.bind.to_string()})).collect::<Vec<_>>(),
+            "listeners": plan.listeners.iter().map(|l| json!({"name": l.name, "bind": l.bind.to_string()})).collect::<Vec<_>>(),
             "sites": plan.sites.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
             "pools": pools,
         })
         .to_string()
+    }
+
+    async fn reload_json(&self) -> (u16, String) {
+        let state = self.state.clone();
+        let outcome = tokio::task::spawn_blocking(move || state.reloader.reload()).await;
+        match outcome {
+            Ok(Ok(o)) => (
+                200,
+                json!({"ok": true, "took_ms": o.took.as_secs_f64() * 1000.0,
+                       "warnings": o.warnings.iter().map(ToString::to_string).collect::<Vec<_>>()})
+                .to_string(),
+            ),
+            Ok(Err(errors)) => (
+                422,
+                json!({"ok": false, "errors": errors.iter().map(ToString::to_string).collect::<Vec<_>>()}).to_string(),
+            ),
+            Err(e) => (500, json!({"ok": false, "errors": [e.to_string()]}).to_string()),
+        }
     }
 }
 
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        let (status, ctype, body) = match session.req_header().uri.path() {
-            "/healthz" => (200, "text/plain", b"ok\n".to_vec()),
-            "/readyz" if self.plan.load().pools.iter().all(|p| p.any_available()) => {
+        let method = session.req_header().method.clone();
+        let path = session.req_header().uri.path().to_string();
+        let (status, ctype, body): (u16, &str, Vec<u8>) = match (method.as_str(), path.as_str()) {
+            (_, "/healthz") => (200, "text/plain", b"ok\n".to_vec()),
+            (_, "/readyz")
+                if self
+                    .state
+                    .plan
+                    .load()
+                    .pools
+                    .iter()
+                    .all(|p| p.any_available()) =>
+            {
                 (200, "text/plain", b"ready\n".to_vec())
             }
-            "/readyz" => (
+            (_, "/readyz") => (
                 503,
                 "text/plain",
                 b"not ready: a pool has no available backend\n".to_vec(),
             ),
-            "/status" => (200, "application/json", self.status_json().into_bytes()),
+            (_, "/status") => (200, "application/json", self.status_json().into_bytes()),
+            (_, "/metrics") => (
+                200,
+                "text/plain; version=0.0.4",
+                self.state
+                    .metrics
+                    .render(&self.state.plan.load())
+                    .into_bytes(),
+            ),
+            ("POST", "/reload") => {
+                let (status, body) = self.reload_json().await;
+                (status, "application/json", body.into_bytes())
+            }
+            (_, "/reload") => (405, "text/plain", b"use POST\n".to_vec()),
             _ => (404, "text/plain", b"not found\n".to_vec()),
         };
         Response::builder()

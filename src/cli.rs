@@ -31,6 +31,15 @@ pub enum Command {
     },
     /// Run the zero-setup demo: throwaway certificates, two demo backends.
     Demo,
+    /// Ask a running edge to reload its configuration (through its admin listener).
+    Reload {
+        /// The configuration file; its `[admin] bind` is where the request goes.
+        #[arg(short, long, default_value = "portcullis.toml")]
+        config: PathBuf,
+        /// The admin address, instead of reading it from the configuration.
+        #[arg(long)]
+        admin: Option<String>,
+    },
 }
 
 pub fn main(cli: Cli) -> ExitCode {
@@ -38,6 +47,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Check { config } => check(&config),
         Command::Run { config } => run(&config),
         Command::Demo => demo(),
+        Command::Reload { config, admin } => reload(&config, admin.as_deref()),
     }
 }
 
@@ -48,7 +58,7 @@ fn init_logging(json: bool) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_writer(std::io::stdout);
+        .with_writer(std::io::stderr);
     let _ = if json {
         builder.json().flatten_event(true).try_init()
     } else {
@@ -112,11 +122,11 @@ fn run(path: &Path) -> ExitCode {
     let Some(plan) = load_plan(path) else {
         return ExitCode::FAILURE;
     };
-    serve(plan)
+    serve(plan, Some(path.to_path_buf()))
 }
 
-fn serve(plan: RuntimePlan) -> ExitCode {
-    match crate::server::build(plan) {
+fn serve(plan: RuntimePlan, config_path: Option<PathBuf>) -> ExitCode {
+    match crate::server::build(plan, config_path) {
         Ok(server) => server.run_forever(),
         Err(e) => {
             eprintln!("cannot start: {e}");
@@ -140,11 +150,70 @@ fn demo() -> ExitCode {
     match crate::demo::demo_plan(&dir, a, b) {
         Ok(plan) => {
             crate::demo::print_welcome(&ca_path);
-            serve(plan)
+            serve(plan, None)
         }
         Err(errors) => {
             print_diagnostics(&errors);
             ExitCode::FAILURE
         }
     }
+}
+
+/// Sends `POST /reload` to the admin listener and prints the answer.
+fn reload(config_path: &Path, admin: Option<&str>) -> ExitCode {
+    let admin = match admin {
+        Some(a) => a.to_string(),
+        None => match config::load_file(config_path) {
+            Ok(loaded) => match loaded.config.admin {
+                Some(a) => a.bind,
+                None => {
+                    eprintln!(
+                        "{}: no [admin] listener configured; pass --admin ADDR",
+                        config_path.display()
+                    );
+                    return ExitCode::FAILURE;
+                }
+            },
+            Err(errors) => {
+                print_diagnostics(&errors);
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    match post_reload(&admin) {
+        Ok((status, body)) => {
+            println!("{body}");
+            if status == 200 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("cannot reach the admin listener at {admin}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn post_reload(admin: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(admin)?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    write!(
+        stream,
+        "POST /reload HTTP/1.1\r\nHost: {admin}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
 }

@@ -30,6 +30,9 @@ pub struct ListenerPlan {
 pub struct RuntimePlan {
     pub node_id: String,
     pub max_hops: usize,
+    pub trace_secret: Option<String>,
+    pub access_log: crate::logging::Destination,
+    pub waf_log: crate::logging::Destination,
     pub threads: usize,
     pub graceful_shutdown_seconds: u64,
     pub admin: Option<SocketAddr>,
@@ -76,6 +79,9 @@ pub fn compile(loaded: Loaded) -> Compiled {
     let plan = RuntimePlan {
         node_id: cfg.server.node_id.clone(),
         max_hops: cfg.server.max_hops,
+        trace_secret: cfg.server.trace_secret.clone().filter(|s| !s.is_empty()),
+        access_log: crate::logging::Destination::parse(&cfg.logging.access_log),
+        waf_log: crate::logging::Destination::parse(&cfg.logging.waf_log),
         threads: cfg.server.threads,
         graceful_shutdown_seconds: cfg.server.graceful_shutdown_seconds,
         admin,

@@ -2,9 +2,15 @@
 
 use crate::admin::AdminApp;
 use crate::config::ListenerProtocol;
+use crate::logging::LogSink;
+use crate::metrics::Metrics;
 use crate::plan::RuntimePlan;
 use crate::proxy::Edge;
 use crate::redirect::RedirectApp;
+use crate::reload::Reloader;
+use crate::signals::SignalService;
+use crate::state::EdgeState;
+use crate::tls::SwappableResolver;
 use arc_swap::ArcSwap;
 use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::ServerConf;
@@ -13,7 +19,8 @@ use pingora::services::listening::Service;
 use std::sync::Arc;
 
 /// Builds the pingora server for a plan. Nothing listens until [`Server::run_forever`].
-pub fn build(plan: RuntimePlan) -> anyhow::Result<Server> {
+/// `config_path` is what a reload reads again (none for the embedded demo).
+pub fn build(plan: RuntimePlan, config_path: Option<std::path::PathBuf>) -> anyhow::Result<Server> {
     pingora::tls::install_default_crypto_provider();
     let conf = ServerConf {
         threads: plan.threads,
@@ -23,7 +30,26 @@ pub fn build(plan: RuntimePlan) -> anyhow::Result<Server> {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
+    let access_log = LogSink::open(plan.access_log.clone())?;
+    let waf_log = LogSink::open(plan.waf_log.clone())?;
+    let resolvers: Vec<Option<Arc<SwappableResolver>>> = plan
+        .listeners
+        .iter()
+        .map(|l| {
+            l.certificates
+                .clone()
+                .map(|c| Arc::new(SwappableResolver::new(c)))
+        })
+        .collect();
     let shared = Arc::new(ArcSwap::from_pointee(plan));
+    let metrics = Arc::new(Metrics::new());
+    let state = Arc::new(EdgeState {
+        plan: shared.clone(),
+        metrics: metrics.clone(),
+        access_log,
+        waf_log,
+        reloader: Reloader::new(config_path, shared.clone(), resolvers.clone(), metrics),
+    });
     let plan = shared.load_full();
     let mut services: Vec<Box<dyn pingora::services::ServiceWithDependents>> = Vec::new();
     for (idx, listener) in plan.listeners.iter().enumerate() {
@@ -40,16 +66,16 @@ pub fn build(plan: RuntimePlan) -> anyhow::Result<Server> {
             }
             ListenerProtocol::Http | ListenerProtocol::Https => {
                 let tls = listener.protocol == ListenerProtocol::Https;
-                let edge = Edge::new(shared.clone(), idx, tls);
+                let edge = Edge::new(state.clone(), idx, tls);
                 let mut svc = pingora::proxy::http_proxy_service_with_name(
                     &server.configuration,
                     edge,
                     &listener.name,
                 );
-                match (&listener.certificates, tls) {
+                match (resolvers.get(idx).cloned().flatten(), tls) {
                     (Some(resolver), true) => {
                         let mut settings = TlsSettings::intermediate("", "")?;
-                        settings.set_cert_resolver(resolver.clone());
+                        settings.set_cert_resolver(resolver);
                         if listener.http2 {
                             settings.enable_h2();
                         }
@@ -65,7 +91,7 @@ pub fn build(plan: RuntimePlan) -> anyhow::Result<Server> {
         let mut svc = Service::new(
             "admin".to_string(),
             AdminApp {
-                plan: shared.clone(),
+                state: state.clone(),
             },
         );
         svc.add_tcp(&admin.to_string());
@@ -78,6 +104,9 @@ pub fn build(plan: RuntimePlan) -> anyhow::Result<Server> {
         },
     );
     services.push(Box::new(probes));
+    let signals =
+        pingora::services::background::background_service("signals", SignalService { state });
+    services.push(Box::new(signals));
     for svc in services {
         server.add_boxed_service(svc);
     }

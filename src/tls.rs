@@ -128,3 +128,25 @@ impl ResolvesServerCert for SniResolver {
         self.lookup(hello.server_name())
     }
 }
+
+/// A listener's certificates behind an atomic pointer, so a reload can swap
+/// them without touching the listening socket. Handshakes in progress keep the
+/// set they started with.
+#[derive(Debug)]
+pub struct SwappableResolver(arc_swap::ArcSwap<SniResolver>);
+
+impl SwappableResolver {
+    pub fn new(initial: Arc<SniResolver>) -> Self {
+        SwappableResolver(arc_swap::ArcSwap::new(initial))
+    }
+
+    pub fn swap(&self, next: Arc<SniResolver>) {
+        self.0.store(next);
+    }
+}
+
+impl ResolvesServerCert for SwappableResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.0.load().lookup(hello.server_name())
+    }
+}

@@ -27,6 +27,31 @@ pub struct Config {
     pub sites: Vec<SiteConfig>,
     #[serde(default)]
     pub pools: Vec<PoolConfig>,
+    #[serde(default)]
+    pub logging: LoggingConfig,
+}
+
+/// Where the access and WAF logs go: `"stdout"`, `"off"` or a file path.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingConfig {
+    #[serde(default = "default_stdout")]
+    pub access_log: String,
+    #[serde(default = "default_stdout")]
+    pub waf_log: String,
+}
+
+fn default_stdout() -> String {
+    "stdout".to_string()
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig {
+            access_log: default_stdout(),
+            waf_log: default_stdout(),
+        }
+    }
 }
 
 /// Process-wide settings.
@@ -49,6 +74,10 @@ pub struct ServerConfig {
     /// in `Via`) is answered 508 Loop Detected.
     #[serde(default = "default_max_hops")]
     pub max_hops: usize,
+    /// A request carrying `X-Portcullis-Trace: <this secret>` gets a response
+    /// header listing each stage's decision. Unset: tracing is off.
+    #[serde(default)]
+    pub trace_secret: Option<String>,
 }
 
 fn default_max_hops() -> usize {
@@ -73,6 +102,7 @@ impl Default for ServerConfig {
             graceful_shutdown_seconds: default_grace(),
             region: None,
             max_hops: default_max_hops(),
+            trace_secret: None,
         }
     }
 }

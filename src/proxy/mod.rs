@@ -10,9 +10,10 @@ pub mod forwarding;
 pub mod loops;
 pub mod respond;
 
+use crate::logging::AccessRecord;
 use crate::plan::RuntimePlan;
 use crate::routing::{find_site, normalize_host};
-use arc_swap::ArcSwap;
+use crate::state::EdgeState;
 use async_trait::async_trait;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
@@ -24,15 +25,15 @@ use std::time::Instant;
 
 /// The proxy for one listener.
 pub struct Edge {
-    plan: Arc<ArcSwap<RuntimePlan>>,
+    state: Arc<EdgeState>,
     listener: usize,
     tls: bool,
 }
 
 impl Edge {
-    pub fn new(plan: Arc<ArcSwap<RuntimePlan>>, listener: usize, tls: bool) -> Self {
+    pub fn new(state: Arc<EdgeState>, listener: usize, tls: bool) -> Self {
         Edge {
-            plan,
+            state,
             listener,
             tls,
         }
@@ -91,6 +92,14 @@ pub struct RequestCtx {
     in_flight: Option<crate::upstream::health::InFlight>,
     /// Set when a response filter asked for a retry (a retryable status).
     retry_status: Option<u16>,
+    /// When the first backend was chosen.
+    upstream_started: Option<Instant>,
+    /// Status of the last backend response.
+    upstream_status: u16,
+    /// `allowed`, `blocked`, `detected` or `off`.
+    waf_action: &'static str,
+    /// Why the edge refused the request itself, for metrics and logs.
+    block_reason: Option<&'static str>,
 }
 
 impl RequestCtx {
@@ -119,7 +128,7 @@ impl ProxyHttp for Edge {
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
-            plan: self.plan.load_full(),
+            plan: self.state.plan.load_full(),
             started: Instant::now(),
             request_id: String::new(),
             host: String::new(),
@@ -129,6 +138,10 @@ impl ProxyHttp for Edge {
             tried: Vec::new(),
             in_flight: None,
             retry_status: None,
+            upstream_started: None,
+            upstream_status: 0,
+            waf_action: "off",
+            block_reason: None,
         }
     }
 
@@ -137,6 +150,7 @@ impl ProxyHttp for Edge {
         ctx.request_id =
             forwarding::request_id(req.headers.get("x-request-id").map(|v| v.as_bytes()));
         if loops::hops_through(req, &ctx.plan.node_id) >= ctx.plan.max_hops {
+            ctx.block_reason = Some("loop");
             respond::text(session, 508, &ctx.request_id, respond::reason(508)).await?;
             return Ok(true);
         }
@@ -200,6 +214,7 @@ impl ProxyHttp for Edge {
             peer.options.read_timeout = peer.options.read_timeout.map(|t| t.min(left));
         }
         ctx.tried.push(idx);
+        ctx.upstream_started.get_or_insert_with(Instant::now);
         ctx.in_flight = Some(pool.backends[idx].health.track());
         ctx.retry_status = None;
         Ok(Box::new(peer))
@@ -288,6 +303,7 @@ impl ProxyHttp for Edge {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let status = resp.status.as_u16();
+        ctx.upstream_status = status;
         let Some(pool) = ctx.pool() else {
             return Ok(());
         };
@@ -359,31 +375,78 @@ impl ProxyHttp for Edge {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        ctx.in_flight = None;
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let req = session.req_header();
         let site = ctx
             .site
             .and_then(|s| ctx.plan.sites.get(s))
             .map_or("", |s| s.name.as_str());
-        let upstream = ctx
-            .tried
-            .last()
-            .and_then(|&i| ctx.pool().and_then(|p| p.backends.get(i)))
-            .map(|b| b.addr.to_string());
-        tracing::info!(
-            target: "access",
-            request_id = %ctx.request_id,
-            client = %session.client_addr().map(|a| a.to_string()).unwrap_or_default(),
-            listener = %ctx.plan.listeners.get(self.listener).map_or("", |l| l.name.as_str()),
+        let elapsed = ctx.started.elapsed().as_secs_f64();
+        let upstream_elapsed = ctx
+            .upstream_started
+            .map_or(0.0, |t| t.elapsed().as_secs_f64());
+        let metrics = &self.state.metrics;
+        metrics
+            .requests
+            .with_label_values(&[site, crate::metrics::status_class(status), ctx.waf_action])
+            .inc();
+        metrics
+            .request_duration
+            .with_label_values(&[site])
+            .observe(elapsed);
+        if let Some(pool) = ctx.pool() {
+            if ctx.upstream_started.is_some() {
+                metrics
+                    .upstream_duration
+                    .with_label_values(&[&pool.name])
+                    .observe(upstream_elapsed);
+            }
+        }
+        if let Some(reason) = ctx.block_reason {
+            metrics.blocks.with_label_values(&[reason]).inc();
+        }
+        if !self.state.access_log.enabled() {
+            return;
+        }
+        let req = session.req_header();
+        let client = session.client_addr().and_then(|a| a.as_inet()).copied();
+        let ssl = session.digest().and_then(|d| d.ssl_digest.clone());
+        let record = AccessRecord {
+            timestamp: crate::logging::timestamp(),
+            request_id: &ctx.request_id,
+            client_ip: client.map(|a| a.ip().to_string()).unwrap_or_default(),
+            client_port: client.map_or(0, |a| a.port()),
+            country: "",
+            listener: ctx
+                .plan
+                .listeners
+                .get(self.listener)
+                .map_or("", |l| l.name.as_str()),
             site,
-            method = %req.method,
-            host = %ctx.host,
-            uri = %req.uri,
+            method: req.method.as_str(),
+            host: &ctx.host,
+            uri: req.uri.to_string(),
             status,
-            upstream = upstream.as_deref().unwrap_or(""),
-            tries = ctx.tried.len(),
-            latency_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
-            error = e.map(|e| e.to_string()).unwrap_or_default(),
-        );
+            bytes_in: session.body_bytes_read(),
+            bytes_out: session.body_bytes_sent(),
+            upstream_addr: ctx
+                .tried
+                .last()
+                .and_then(|&i| ctx.pool().and_then(|p| p.backends.get(i)))
+                .map(|b| b.addr.to_string())
+                .unwrap_or_default(),
+            upstream_status: ctx.upstream_status,
+            tries: ctx.tried.len(),
+            latency_ms: elapsed * 1000.0,
+            upstream_latency_ms: upstream_elapsed * 1000.0,
+            tls_version: ssl.as_ref().map_or("", |d| &d.version),
+            tls_cipher: ssl.as_ref().map_or("", |d| &d.cipher),
+            waf_action: ctx.waf_action,
+            waf_score: 0,
+            rule_ids: Vec::new(),
+            block_reason: ctx.block_reason.unwrap_or(""),
+            error: e.map(|e| e.to_string()).unwrap_or_default(),
+        };
+        self.state.access_log.write(&record);
     }
 }

@@ -98,6 +98,15 @@ pub fn bin() -> &'static str {
 impl EdgeProcess {
     /// Writes `config` to a file and runs the edge; waits until `ports` accept connections.
     pub fn start(config: &str, ports: &[u16]) -> EdgeProcess {
+        Self::start_with_stdout(config, ports, false)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Like [`EdgeProcess::start`]; `show_stdout` passes the access log through to the test output.
+    pub fn start_with_stdout(config: &str, ports: &[u16], show_stdout: bool) -> EdgeProcess {
         let dir = tempfile::tempdir().expect("tempdir");
         let config_path = dir.path().join("portcullis.toml");
         std::fs::write(&config_path, config).expect("write config");
@@ -105,7 +114,11 @@ impl EdgeProcess {
             .args(["run", "-c"])
             .arg(&config_path)
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
+            .stdout(if show_stdout {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn portcullis");

@@ -1,0 +1,164 @@
+//! Prometheus metrics, served by the admin listener at `/metrics`.
+//!
+//! Counters and histograms are registered once at start; backend health is
+//! read from the live plan at scrape time, so it is never stale.
+
+use crate::plan::RuntimePlan;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
+
+/// Every metric the edge exports.
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub rule_matches: IntCounterVec,
+    pub blocks: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub upstream_duration: HistogramVec,
+    pub reloads: IntCounterVec,
+    pub tls_handshake_failures: IntCounterVec,
+    pub panics: IntCounterVec,
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)
+                .expect("static metric definition");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric name");
+            c
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str]| {
+            let h = HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+                labels,
+            )
+            .expect("static metric definition");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("unique metric name");
+            h
+        };
+        Metrics {
+            requests: counter(
+                "portcullis_requests_total",
+                "Requests by site, status class and WAF action.",
+                &["site", "status_class", "waf_action"],
+            ),
+            rule_matches: counter(
+                "portcullis_waf_rule_matches_total",
+                "WAF rule matches by rule id and category.",
+                &["rule_id", "category"],
+            ),
+            blocks: counter(
+                "portcullis_blocks_total",
+                "Requests refused by the edge, by reason (waf, geo, network, rate_limit, size, protocol, loop).",
+                &["reason"],
+            ),
+            request_duration: histogram(
+                "portcullis_request_duration_seconds",
+                "Time from request start to the end of logging, by site.",
+                &["site"],
+            ),
+            upstream_duration: histogram(
+                "portcullis_upstream_duration_seconds",
+                "Time from choosing a backend to the end of the request, by pool.",
+                &["pool"],
+            ),
+            reloads: counter(
+                "portcullis_config_reloads_total",
+                "Configuration reloads by result (ok, error).",
+                &["result"],
+            ),
+            tls_handshake_failures: counter(
+                "portcullis_tls_handshake_failures_total",
+                "Failed TLS handshakes by reason.",
+                &["reason"],
+            ),
+            panics: counter("portcullis_panics_total", "Panics caught in request handling.", &["phase"]),
+            registry,
+        }
+    }
+
+    /// The Prometheus text exposition, with backend health from `plan`.
+    pub fn render(&self, plan: &RuntimePlan) -> String {
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        let mut text = String::from_utf8(out).unwrap_or_default();
+        text.push_str(&backend_lines(plan));
+        text
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// Backend gauges and ejection counters, read from the live health state.
+fn backend_lines(plan: &RuntimePlan) -> String {
+    use std::fmt::Write;
+    let now = crate::upstream::health::now_ms();
+    let mut s = String::new();
+    s.push_str("# HELP portcullis_backend_up Whether a backend may get traffic (probe healthy and not ejected).\n");
+    s.push_str("# TYPE portcullis_backend_up gauge\n");
+    for p in &plan.pools {
+        for b in &p.backends {
+            let _ = writeln!(
+                s,
+                "portcullis_backend_up{{pool=\"{}\",backend=\"{}\"}} {}",
+                p.name,
+                b.addr,
+                u8::from(b.health.available(now))
+            );
+        }
+    }
+    s.push_str("# HELP portcullis_backend_ejections_total Passive ejections of a backend.\n");
+    s.push_str("# TYPE portcullis_backend_ejections_total counter\n");
+    for p in &plan.pools {
+        for b in &p.backends {
+            let _ = writeln!(
+                s,
+                "portcullis_backend_ejections_total{{pool=\"{}\",backend=\"{}\"}} {}",
+                p.name,
+                b.addr,
+                b.health.ejections()
+            );
+        }
+    }
+    s.push_str("# HELP portcullis_backend_in_flight Requests in flight to a backend.\n");
+    s.push_str("# TYPE portcullis_backend_in_flight gauge\n");
+    for p in &plan.pools {
+        for b in &p.backends {
+            let _ = writeln!(
+                s,
+                "portcullis_backend_in_flight{{pool=\"{}\",backend=\"{}\"}} {}",
+                p.name,
+                b.addr,
+                b.health.outstanding()
+            );
+        }
+    }
+    s
+}
+
+/// `2xx`, `4xx`, ... for a status; `0xx` when no response was sent.
+pub fn status_class(status: u16) -> &'static str {
+    match status / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        5 => "5xx",
+        _ => "none",
+    }
+}
