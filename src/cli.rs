@@ -31,6 +31,11 @@ pub enum Command {
     },
     /// Run the zero-setup demo: throwaway certificates, two demo backends.
     Demo,
+    /// Country databases: build one from a CSV, or see what the edge sees for an address.
+    Geoip {
+        #[command(subcommand)]
+        command: GeoipCommand,
+    },
     /// Ask a running edge to reload its configuration (through its admin listener).
     Reload {
         /// The configuration file; its `[admin] bind` is where the request goes.
@@ -42,12 +47,57 @@ pub enum Command {
     },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum GeoipCommand {
+    /// Build a MaxMind-format database from `network,country` lines.
+    Build {
+        csv: PathBuf,
+        #[arg(short, long)]
+        out: PathBuf,
+        /// `geoip2` (country.iso_code) or `dbip` (flat country_code).
+        #[arg(long, default_value = "geoip2")]
+        layout: crate::geo::MmdbLayout,
+    },
+    /// Print the country (and the raw record) the edge would see for an address.
+    Lookup {
+        #[arg(short, long)]
+        database: PathBuf,
+        ip: String,
+        /// `country_iso_code`, `registered_country` or `country_code`.
+        #[arg(long, default_value = "country_iso_code")]
+        field: crate::geo::GeoField,
+    },
+}
+
+fn geoip(command: GeoipCommand) -> ExitCode {
+    let result = match command {
+        GeoipCommand::Build { csv, out, layout } => crate::geo::cli::build_cmd(&csv, &out, layout)
+            .map(|()| format!("wrote {}", out.display())),
+        GeoipCommand::Lookup {
+            database,
+            ip,
+            field,
+        } => crate::geo::cli::lookup_cmd(&database, &ip, field),
+    };
+    match result {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 pub fn main(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Check { config } => check(&config),
         Command::Run { config } => run(&config),
         Command::Demo => demo(),
         Command::Reload { config, admin } => reload(&config, admin.as_deref()),
+        Command::Geoip { command } => geoip(command),
     }
 }
 
@@ -114,6 +164,14 @@ pub fn print_summary(plan: &RuntimePlan) {
     println!("pools:");
     for p in &plan.pools {
         println!("  {} ({} backend(s))", p.name, p.backends.len());
+    }
+    match &plan.network.geo {
+        Some(db) => println!("geoip: {}", db.metadata()),
+        None => println!("geoip: none"),
+    }
+    println!("network rules:");
+    for line in plan.network.rules.summary() {
+        println!("  {line}");
     }
 }
 

@@ -56,6 +56,10 @@ pub struct Site {
     pub listeners: Option<Vec<usize>>,
     /// Sorted longest prefix first.
     pub routes: Vec<Route>,
+    /// Countries allowed or denied.
+    pub geo: Option<crate::geo::GeoPolicy>,
+    /// Header carrying the client's country to the backend.
+    pub country_header: Option<http::HeaderName>,
 }
 
 impl Site {
@@ -123,6 +127,8 @@ mod tests {
             .collect();
         routes.sort_by_key(|r| std::cmp::Reverse(r.path_prefix.len()));
         Site {
+            geo: None,
+            country_header: None,
             name: name.into(),
             hosts: hosts.iter().map(|h| HostPattern::parse(h)).collect(),
             listeners: None,

@@ -4,6 +4,7 @@ use crate::admin::AdminApp;
 use crate::config::ListenerProtocol;
 use crate::logging::LogSink;
 use crate::metrics::Metrics;
+use crate::netfilter::NetworkFilter;
 use crate::plan::RuntimePlan;
 use crate::proxy::Edge;
 use crate::redirect::RedirectApp;
@@ -54,6 +55,10 @@ pub fn build(plan: RuntimePlan, config_path: Option<std::path::PathBuf>) -> anyh
     let mut services: Vec<Box<dyn pingora::services::ServiceWithDependents>> = Vec::new();
     for (idx, listener) in plan.listeners.iter().enumerate() {
         let addr = listener.bind.to_string();
+        let filter = Arc::new(NetworkFilter {
+            state: state.clone(),
+            port: listener.bind.port(),
+        });
         match listener.protocol {
             ListenerProtocol::Redirect => {
                 let app = RedirectApp {
@@ -61,6 +66,7 @@ pub fn build(plan: RuntimePlan, config_path: Option<std::path::PathBuf>) -> anyh
                     status: listener.redirect_status,
                 };
                 let mut svc = Service::new(format!("redirect {}", listener.name), app);
+                svc.set_connection_filter(filter);
                 svc.add_tcp(&addr);
                 services.push(Box::new(svc));
             }
@@ -72,6 +78,7 @@ pub fn build(plan: RuntimePlan, config_path: Option<std::path::PathBuf>) -> anyh
                     edge,
                     &listener.name,
                 );
+                svc.set_connection_filter(filter);
                 match (resolvers.get(idx).cloned().flatten(), tls) {
                     (Some(resolver), true) => {
                         let mut settings = TlsSettings::intermediate("", "")?;

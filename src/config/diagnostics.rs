@@ -67,6 +67,23 @@ impl KeyPath {
     pub fn segments(&self) -> &[PathSeg] {
         &self.0
     }
+
+    /// Parses the display form back (`a.b[2].c`), for errors from modules that report paths as text.
+    pub fn parse(s: &str) -> KeyPath {
+        let mut p = KeyPath::root();
+        for part in s.split('.').filter(|x| !x.is_empty()) {
+            let (key, rest) = part.split_once('[').map_or((part, ""), |(k, r)| (k, r));
+            if !key.is_empty() {
+                p = p.key(key);
+            }
+            for idx in rest.split('[') {
+                if let Ok(i) = idx.trim_end_matches(']').parse() {
+                    p = p.index(i);
+                }
+            }
+        }
+        p
+    }
 }
 
 impl fmt::Display for KeyPath {
@@ -106,6 +123,16 @@ impl Diagnostics {
 
     pub fn error(&mut self, path: &KeyPath, message: impl Into<String>) {
         self.push(Severity::Error, path, message.into());
+    }
+
+    /// An error reported as `key.path: message` text by a module that does its own checks.
+    pub fn error_text(&mut self, text: &str) {
+        match text.split_once(": ") {
+            Some((path, message)) if !path.contains(' ') => {
+                self.error(&KeyPath::parse(path), message)
+            }
+            _ => self.error(&KeyPath::root(), text),
+        }
     }
 
     pub fn warning(&mut self, path: &KeyPath, message: impl Into<String>) {

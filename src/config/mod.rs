@@ -29,6 +29,50 @@ pub struct Config {
     pub pools: Vec<PoolConfig>,
     #[serde(default)]
     pub logging: LoggingConfig,
+    /// Country database for geo rules and the `client_country` variable.
+    pub geoip: Option<GeoIpConfig>,
+    /// Who may open a connection at all, checked before any TLS work.
+    #[serde(default)]
+    pub network_rules: crate::netrules::NetworkRulesConfig,
+    #[serde(default)]
+    pub client_ip: ClientIpConfig,
+}
+
+/// A MaxMind-format country database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeoIpConfig {
+    pub database: PathBuf,
+    /// `country_iso_code` (GeoIP2/GeoLite2), `registered_country`, or `country_code` (DB-IP flat layout).
+    #[serde(default)]
+    pub field: crate::geo::GeoField,
+    /// The code for addresses the database does not know.
+    #[serde(default = "default_unknown_country")]
+    pub unknown: String,
+}
+
+fn default_unknown_country() -> String {
+    "ZZ".to_string()
+}
+
+/// How the real client address is found.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ClientIpConfig {
+    /// Peers (CIDRs) whose X-Forwarded-For is believed: the client is the
+    /// right-most address in it that is not itself a trusted proxy.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+}
+
+/// A site's country allow-list or deny-list (use one of the two).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeoPolicyConfig {
+    #[serde(default)]
+    pub allow: Vec<String>,
+    #[serde(default)]
+    pub deny: Vec<String>,
 }
 
 /// Where the access and WAF logs go: `"stdout"`, `"off"` or a file path.
@@ -186,6 +230,10 @@ pub struct SiteConfig {
     pub listeners: Vec<String>,
     /// Routes, longest matching prefix wins.
     pub routes: Vec<RouteConfig>,
+    /// Countries allowed or denied (needs `[geoip]`).
+    pub geo: Option<GeoPolicyConfig>,
+    /// Request header that carries the client's country to the backend, e.g. `X-Client-Country`.
+    pub country_header: Option<String>,
 }
 
 /// A path prefix and the pool it goes to.

@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 /// The embedded demo configuration template.
 pub const DEMO_TOML: &str = include_str!("demo.toml");
 
+/// The project's test country map; the demo builds its database from it.
+pub const TEST_COUNTRIES_CSV: &str = include_str!("../../geoip/test-countries.csv");
+
 /// Writes the demo certificates into `dir`; returns the CA certificate path.
 pub fn write_demo_pki(dir: &Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
@@ -25,6 +28,9 @@ pub fn write_demo_pki(dir: &Path) -> anyhow::Result<PathBuf> {
     std::fs::write(&ca_path, ca.cert_pem())?;
     std::fs::write(dir.join("server.pem"), server.cert_pem)?;
     std::fs::write(dir.join("server.key"), server.key_pem)?;
+    let mmdb = crate::geo::build_mmdb(TEST_COUNTRIES_CSV, crate::geo::MmdbLayout::GeoIp2)
+        .map_err(anyhow::Error::msg)?;
+    std::fs::write(dir.join("countries.mmdb"), mmdb)?;
     Ok(ca_path)
 }
 
@@ -102,6 +108,7 @@ pub fn print_welcome(ca_path: &Path) {
          \n  curl -k --http2 -sv https://127.0.0.1:8443/ 2>&1 | grep -i 'HTTP/2'\
          \n  curl -si http://127.0.0.1:8080/some/path?q=1\
          \n  curl -s http://127.0.0.1:9900/status\
+         \n  curl -k --interface 127.0.0.66 https://127.0.0.1:8443/   # 127.0.0.66 maps to KP: blocked by country (403)\
          \n\nPress Ctrl-C to stop."
     );
 }

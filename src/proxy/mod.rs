@@ -7,6 +7,7 @@
 //! it to the end, so a reload never changes the rules under a request.
 
 pub mod forwarding;
+pub mod identity;
 pub mod loops;
 pub mod respond;
 
@@ -100,6 +101,7 @@ pub struct RequestCtx {
     waf_action: &'static str,
     /// Why the edge refused the request itself, for metrics and logs.
     block_reason: Option<&'static str>,
+    client: identity::ClientIdentity,
 }
 
 impl RequestCtx {
@@ -142,6 +144,10 @@ impl ProxyHttp for Edge {
             upstream_status: 0,
             waf_action: "off",
             block_reason: None,
+            client: identity::ClientIdentity {
+                ip: None,
+                country: None,
+            },
         }
     }
 
@@ -160,6 +166,11 @@ impl ProxyHttp for Edge {
         };
         ctx.host = host;
         ctx.client_host = client_host;
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        ctx.client = identity::identify(&ctx.plan.network, peer, req);
         let path = req.uri.path().to_string();
         let plan = ctx.plan.clone();
         let Some((site_idx, site)) = find_site(&plan.sites, self.listener, &ctx.host) else {
@@ -167,6 +178,17 @@ impl ProxyHttp for Edge {
             return Ok(true);
         };
         ctx.site = Some(site_idx);
+        if let (Some(policy), Some(country)) = (&site.geo, ctx.client.country) {
+            if !policy.permits(country) {
+                ctx.block_reason = Some("geo");
+                let msg = format!(
+                    "forbidden: requests from {} are not allowed here",
+                    country.as_str()
+                );
+                respond::text(session, 403, &ctx.request_id, &msg).await?;
+                return Ok(true);
+            }
+        }
         let Some(route) = site.route(&path) else {
             respond::text(session, 404, &ctx.request_id, respond::reason(404)).await?;
             return Ok(true);
@@ -274,21 +296,29 @@ impl ProxyHttp for Edge {
 
     async fn upstream_request_filter(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let client_ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
         let facts = forwarding::ForwardedFacts {
-            client_ip,
+            client_ip: ctx.client.ip,
             proto: if self.tls { "https" } else { "http" },
             host: &ctx.host,
             request_id: &ctx.request_id,
         };
         forwarding::apply(upstream_request, &facts)?;
+        if let Some(name) = ctx
+            .site
+            .and_then(|s| ctx.plan.sites.get(s))
+            .and_then(|s| s.country_header.as_ref())
+        {
+            match ctx.client.country {
+                Some(c) => upstream_request.insert_header(name.clone(), c.as_str())?,
+                None => {
+                    upstream_request.remove_header(name);
+                }
+            }
+        }
         if let (Some(pool), Some(&idx)) = (ctx.pool(), ctx.tried.last()) {
             let host = pool.upstream_host(idx, &ctx.client_host).to_string();
             upstream_request.insert_header(http::header::HOST, host)?;
@@ -416,7 +446,7 @@ impl ProxyHttp for Edge {
             request_id: &ctx.request_id,
             client_ip: client.map(|a| a.ip().to_string()).unwrap_or_default(),
             client_port: client.map_or(0, |a| a.port()),
-            country: "",
+            country: ctx.client.country.as_ref().map_or("", |c| c.as_str()),
             listener: ctx
                 .plan
                 .listeners

@@ -2,6 +2,10 @@
 //! the request path reads. Compiling is also where every semantic check
 //! happens, so `check`, `run` and (later) reload report the same errors.
 
+mod network;
+
+pub use network::NetworkPlan;
+
 use crate::config::{
     Config, Diagnostic, Diagnostics, HealthCheckConfig, HostHeader, KeyPath, ListenerConfig,
     ListenerProtocol, Loaded, PoolConfig, SiteConfig, UpstreamTlsConfig,
@@ -39,6 +43,7 @@ pub struct RuntimePlan {
     pub listeners: Vec<ListenerPlan>,
     pub sites: Vec<Site>,
     pub pools: Vec<Arc<Pool>>,
+    pub network: NetworkPlan,
 }
 
 /// The result of compiling: the plan plus warnings, or every error found.
@@ -67,15 +72,17 @@ pub fn compile(loaded: Loaded) -> Compiled {
         .and_then(|a| parse_addr(&mut diagnostics, &root.key("admin").key("bind"), &a.bind));
     let listeners = compile_listeners(cfg, &resolve, &mut diagnostics);
     let pools = compile_pools(cfg, &resolve, &mut diagnostics);
-    let sites = compile_sites(cfg, &pools, &mut diagnostics);
+    let network = network::compile_network(cfg, &base_dir, &resolve, &mut diagnostics);
+    let has_geo = cfg.geoip.is_some();
+    let sites = compile_sites(cfg, &pools, has_geo, &mut diagnostics);
     warn_unused_pools(cfg, &mut diagnostics);
     if cfg.server.threads == 0 {
         diagnostics.error(&root.key("server").key("threads"), "must be at least 1");
     }
 
-    if diagnostics.has_errors() {
+    let Some(network) = network.filter(|_| !diagnostics.has_errors()) else {
         return Err(diagnostics.into_items());
-    }
+    };
     let plan = RuntimePlan {
         node_id: cfg.server.node_id.clone(),
         max_hops: cfg.server.max_hops,
@@ -88,6 +95,7 @@ pub fn compile(loaded: Loaded) -> Compiled {
         listeners: listeners.into_iter().flatten().collect(),
         sites,
         pools: pools.into_iter().map(|(_, p)| Arc::new(p)).collect(),
+        network,
     };
     Ok((plan, diagnostics.into_items()))
 }
@@ -432,7 +440,12 @@ fn compile_probe(h: &HealthCheckConfig, hp: &KeyPath, d: &mut Diagnostics) -> Op
     })
 }
 
-fn compile_sites(cfg: &Config, pools: &[(String, Pool)], d: &mut Diagnostics) -> Vec<Site> {
+fn compile_sites(
+    cfg: &Config,
+    pools: &[(String, Pool)],
+    has_geo: bool,
+    d: &mut Diagnostics,
+) -> Vec<Site> {
     check_unique_names(d, "sites", cfg.sites.iter().map(|s| s.name.as_str()));
     let configured_pools: HashSet<&str> = cfg.pools.iter().map(|p| p.name.as_str()).collect();
     cfg.sites
@@ -445,6 +458,7 @@ fn compile_sites(cfg: &Config, pools: &[(String, Pool)], d: &mut Diagnostics) ->
                 cfg,
                 pools,
                 &configured_pools,
+                has_geo,
                 d,
             )
         })
@@ -457,8 +471,26 @@ fn compile_site(
     cfg: &Config,
     pools: &[(String, Pool)],
     configured_pools: &HashSet<&str>,
+    has_geo: bool,
     d: &mut Diagnostics,
 ) -> Site {
+    let geo = s
+        .geo
+        .as_ref()
+        .and_then(|g| network::compile_geo_policy(g, &path.key("geo"), has_geo, d));
+    let country_header =
+        s.country_header
+            .as_ref()
+            .and_then(|h| match http::HeaderName::from_bytes(h.as_bytes()) {
+                Ok(name) => Some(name),
+                Err(_) => {
+                    d.error(
+                        &path.key("country_header"),
+                        format!("{h:?} is not a valid header name"),
+                    );
+                    None
+                }
+            });
     if s.hosts.is_empty() {
         d.error(&path.key("hosts"), "list at least one host name, or \"*\"");
     }
@@ -505,6 +537,8 @@ fn compile_site(
         hosts: s.hosts.iter().map(|h| HostPattern::parse(h)).collect(),
         listeners: listener_ids,
         routes,
+        geo,
+        country_header,
     }
 }
 
