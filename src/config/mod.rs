@@ -36,6 +36,9 @@ pub struct Config {
     pub network_rules: crate::netrules::NetworkRulesConfig,
     #[serde(default)]
     pub client_ip: ClientIpConfig,
+    /// Request size limits.
+    #[serde(default)]
+    pub limits: crate::proxy::protocol::Limits,
 }
 
 /// A MaxMind-format country database.

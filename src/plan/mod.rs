@@ -44,6 +44,7 @@ pub struct RuntimePlan {
     pub sites: Vec<Site>,
     pub pools: Vec<Arc<Pool>>,
     pub network: NetworkPlan,
+    pub limits: crate::proxy::protocol::Limits,
 }
 
 /// The result of compiling: the plan plus warnings, or every error found.
@@ -96,6 +97,7 @@ pub fn compile(loaded: Loaded) -> Compiled {
         sites,
         pools: pools.into_iter().map(|(_, p)| Arc::new(p)).collect(),
         network,
+        limits: cfg.limits.clone(),
     };
     Ok((plan, diagnostics.into_items()))
 }

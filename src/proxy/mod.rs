@@ -6,9 +6,11 @@
 //! Each request takes one snapshot of the runtime plan when it starts and uses
 //! it to the end, so a reload never changes the rules under a request.
 
+pub mod body;
 pub mod forwarding;
 pub mod identity;
 pub mod loops;
+pub mod protocol;
 pub mod respond;
 
 use crate::logging::AccessRecord;
@@ -38,6 +40,43 @@ impl Edge {
             listener,
             tls,
         }
+    }
+
+    /// Reads the request body (up to the inspection limit) before any backend
+    /// is involved. `Ok(false)` when a response was already sent.
+    async fn read_body(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if !body::can_read_ahead(session.req_header()) {
+            return Ok(true);
+        }
+        let limit = ctx.plan.limits.inspect_body_bytes;
+        let buffered = match body::read_up_to(session, limit).await {
+            Ok(b) => b,
+            Err(e) => {
+                ctx.block_reason = Some("protocol");
+                let status = if matches!(e.etype(), ErrorType::ReadTimedout) {
+                    408
+                } else {
+                    400
+                };
+                tracing::info!(request_id = %ctx.request_id, "request body refused: {e}");
+                respond::text(
+                    session,
+                    status,
+                    &ctx.request_id,
+                    &format!("{}: malformed or incomplete body", respond::reason(status)),
+                )
+                .await?;
+                return Ok(false);
+            }
+        };
+        ctx.body_bytes = buffered.data.len() as u64;
+        if ctx.body_bytes > ctx.plan.limits.max_body_bytes {
+            ctx.block_reason = Some("size");
+            respond::text(session, 413, &ctx.request_id, respond::reason(413)).await?;
+            return Ok(false);
+        }
+        ctx.body = Some(buffered);
+        Ok(true)
     }
 
     /// Passive detection: counts a failure against the backend of the current try.
@@ -102,6 +141,12 @@ pub struct RequestCtx {
     /// Why the edge refused the request itself, for metrics and logs.
     block_reason: Option<&'static str>,
     client: identity::ClientIdentity,
+    /// Request body bytes seen so far.
+    body_bytes: u64,
+    /// The body read before proxying.
+    body: Option<body::BufferedBody>,
+    /// The try for which the buffered body was last sent upstream.
+    body_replayed_for_try: usize,
 }
 
 impl RequestCtx {
@@ -148,6 +193,9 @@ impl ProxyHttp for Edge {
                 ip: None,
                 country: None,
             },
+            body_bytes: 0,
+            body: None,
+            body_replayed_for_try: 0,
         }
     }
 
@@ -155,6 +203,22 @@ impl ProxyHttp for Edge {
         let req = session.req_header();
         ctx.request_id =
             forwarding::request_id(req.headers.get("x-request-id").map(|v| v.as_bytes()));
+        let raw_head = match session.as_downstream() {
+            pingora::protocols::http::ServerSession::H1(h1) => Some(h1.get_headers_raw_bytes()),
+            _ => None,
+        };
+        if let Err(v) = protocol::check_head(req, raw_head.as_deref(), &ctx.plan.limits) {
+            ctx.block_reason = Some(if v.status == 400 { "protocol" } else { "size" });
+            tracing::info!(request_id = %ctx.request_id, reason = v.reason, "request refused by protocol checks");
+            respond::text(
+                session,
+                v.status,
+                &ctx.request_id,
+                &format!("{}: {}", respond::reason(v.status), v.reason),
+            )
+            .await?;
+            return Ok(true);
+        }
         if loops::hops_through(req, &ctx.plan.node_id) >= ctx.plan.max_hops {
             ctx.block_reason = Some("loop");
             respond::text(session, 508, &ctx.request_id, respond::reason(508)).await?;
@@ -194,10 +258,39 @@ impl ProxyHttp for Edge {
             return Ok(true);
         };
         ctx.pool = Some(route.pool);
+        if !self.read_body(session, ctx).await? {
+            return Ok(true);
+        }
         if let Some(pool) = ctx.pool() {
             pool.retry.budget.deposit();
         }
         Ok(false)
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(buffered) = ctx
+            .body
+            .as_ref()
+            .filter(|_| ctx.body_replayed_for_try < ctx.tried.len())
+        {
+            // Pingora replays what request_filter read from its retry buffer:
+            // send our copy, once per try.
+            ctx.body_replayed_for_try = ctx.tried.len();
+            *body = (!buffered.data.is_empty()).then(|| buffered.data.clone());
+            return Ok(());
+        }
+        ctx.body_bytes += body.as_ref().map_or(0, |b| b.len() as u64);
+        if ctx.body_bytes > ctx.plan.limits.max_body_bytes {
+            ctx.block_reason = Some("size");
+            return Error::e_explain(ErrorType::HTTPStatus(413), "request body over the limit");
+        }
+        Ok(())
     }
 
     async fn upstream_peer(
@@ -307,6 +400,7 @@ impl ProxyHttp for Edge {
             request_id: &ctx.request_id,
         };
         forwarding::apply(upstream_request, &facts)?;
+        protocol::normalize_content_length(upstream_request)?;
         if let Some(name) = ctx
             .site
             .and_then(|s| ctx.plan.sites.get(s))

@@ -23,6 +23,10 @@ pub fn reason(status: u16) -> &'static str {
     match status {
         400 => "bad request",
         403 => "forbidden",
+        408 => "request timeout",
+        413 => "payload too large",
+        414 => "URI too long",
+        431 => "request header fields too large",
         404 => "no site or route for this request",
         421 => "misdirected request",
         502 => "bad gateway: no backend answered",

@@ -1,0 +1,309 @@
+//! Protocol checks, before any rule: the edge forwards exactly one
+//! unambiguous framing, and refuses what a backend might read differently.
+//! Pingora's parser already refuses many malformed requests (conflicting
+//! Content-Length values, unknown Transfer-Encodings, whitespace before a
+//! colon, obsolete line folding, NUL bytes); these checks close the rest and
+//! apply the configured size limits.
+
+use pingora::http::RequestHeader;
+
+/// Size limits, each with the status a client gets when it is exceeded.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Longest request-target (414).
+    #[serde(default = "default_max_uri")]
+    pub max_uri_bytes: usize,
+    /// Most header fields (431).
+    #[serde(default = "default_max_headers")]
+    pub max_header_count: usize,
+    /// Largest request head: request line plus all header lines (431).
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
+    /// Largest request body (413).
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: u64,
+    /// Most query-string arguments (400).
+    #[serde(default = "default_max_args")]
+    pub max_args: usize,
+    /// How much of a body is read (and inspected) before the request goes to a backend.
+    #[serde(default = "default_inspect_body")]
+    pub inspect_body_bytes: usize,
+}
+
+fn default_inspect_body() -> usize {
+    128 * 1024
+}
+
+fn default_max_uri() -> usize {
+    8 * 1024
+}
+fn default_max_headers() -> usize {
+    100
+}
+fn default_max_header_bytes() -> usize {
+    32 * 1024
+}
+fn default_max_body() -> u64 {
+    100 * 1024 * 1024
+}
+fn default_max_args() -> usize {
+    512
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_uri_bytes: default_max_uri(),
+            max_header_count: default_max_headers(),
+            max_header_bytes: default_max_header_bytes(),
+            max_body_bytes: default_max_body(),
+            max_args: default_max_args(),
+            inspect_body_bytes: default_inspect_body(),
+        }
+    }
+}
+
+/// Why a request was refused, and with which status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Violation {
+    pub status: u16,
+    pub reason: &'static str,
+}
+
+const fn bad(reason: &'static str) -> Violation {
+    Violation {
+        status: 400,
+        reason,
+    }
+}
+
+/// Checks a request head. `raw_head` is the exact bytes of an HTTP/1 head
+/// (`None` for HTTP/2, whose framing the h2 layer has already checked).
+pub fn check_head(
+    req: &RequestHeader,
+    raw_head: Option<&[u8]>,
+    limits: &Limits,
+) -> Result<(), Violation> {
+    if let Some(raw) = raw_head {
+        check_raw_head(raw, limits)?;
+    } else {
+        check_h2_headers(req)?;
+    }
+    let target_len = req.uri.path_and_query().map_or(0, |p| p.as_str().len());
+    if target_len > limits.max_uri_bytes {
+        return Err(Violation {
+            status: 414,
+            reason: "request-target too long",
+        });
+    }
+    if req.headers.len() > limits.max_header_count {
+        return Err(Violation {
+            status: 431,
+            reason: "too many header fields",
+        });
+    }
+    check_framing(req, limits)?;
+    let args = req
+        .uri
+        .query()
+        .map_or(0, |q| q.split('&').filter(|a| !a.is_empty()).count());
+    if args > limits.max_args {
+        return Err(bad("too many query arguments"));
+    }
+    Ok(())
+}
+
+/// Byte-level rules that a parser may be lenient about.
+fn check_raw_head(raw: &[u8], limits: &Limits) -> Result<(), Violation> {
+    if raw.len() > limits.max_header_bytes {
+        return Err(Violation {
+            status: 431,
+            reason: "request header section too large",
+        });
+    }
+    for (i, &b) in raw.iter().enumerate() {
+        match b {
+            b'\n' if i == 0 || raw[i - 1] != b'\r' => return Err(bad("bare LF in request head")),
+            b'\r' if raw.get(i + 1) != Some(&b'\n') => return Err(bad("bare CR in request head")),
+            b'\r' | b'\n' | b'\t' => {}
+            0..=0x1f | 0x7f => return Err(bad("control character in request head")),
+            _ => {}
+        }
+    }
+    let mut lines = raw
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let request_line = lines.next().unwrap_or_default();
+    if request_line.split(|&b| b == b' ').count() != 3 || request_line.contains(&b'\t') {
+        return Err(bad("malformed request line"));
+    }
+    let (mut has_cl, mut has_te) = (false, false);
+    for line in lines.filter(|l| !l.is_empty()) {
+        let name = check_framing_header_line(line)?;
+        has_cl |= name.eq_ignore_ascii_case(b"content-length");
+        has_te |= name.eq_ignore_ascii_case(b"transfer-encoding");
+    }
+    // Checked on the raw head: the parser drops Content-Length when both are sent.
+    if has_cl && has_te {
+        return Err(bad("both Content-Length and Transfer-Encoding"));
+    }
+    Ok(())
+}
+
+/// Content-Length and Transfer-Encoding lines must be written plainly: one
+/// optional space after the colon, no tabs, no padding. Obfuscated framing
+/// headers are how request smuggling starts. Returns the header name.
+fn check_framing_header_line(line: &[u8]) -> Result<&[u8], Violation> {
+    let Some(colon) = line.iter().position(|&b| b == b':') else {
+        return Err(bad("header line without a colon"));
+    };
+    let name = &line[..colon];
+    let is_framing = name.eq_ignore_ascii_case(b"transfer-encoding")
+        || name.eq_ignore_ascii_case(b"content-length");
+    if !is_framing {
+        return Ok(name);
+    }
+    let value = &line[colon + 1..];
+    let value = value.strip_prefix(b" ").unwrap_or(value);
+    if value.first().is_some_and(|b| b.is_ascii_whitespace())
+        || value.last().is_some_and(|b| b.is_ascii_whitespace())
+    {
+        return Err(bad("padded framing header"));
+    }
+    Ok(name)
+}
+
+/// One unambiguous body framing.
+fn check_framing(req: &RequestHeader, limits: &Limits) -> Result<(), Violation> {
+    let te: Vec<&[u8]> = req
+        .headers
+        .get_all(http::header::TRANSFER_ENCODING)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    let cl: Vec<&[u8]> = req
+        .headers
+        .get_all(http::header::CONTENT_LENGTH)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    if !te.is_empty() && !cl.is_empty() {
+        return Err(bad("both Content-Length and Transfer-Encoding"));
+    }
+    if te.len() > 1
+        || te
+            .first()
+            .is_some_and(|v| !v.eq_ignore_ascii_case(b"chunked"))
+    {
+        return Err(bad("Transfer-Encoding other than a single chunked"));
+    }
+    let mut length = None;
+    for v in cl {
+        if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
+            return Err(bad("invalid Content-Length"));
+        }
+        let n: u64 = std::str::from_utf8(v)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad("invalid Content-Length"))?;
+        if length.is_some_and(|l| l != n) {
+            return Err(bad("conflicting Content-Length values"));
+        }
+        length = Some(n);
+    }
+    if length.is_some_and(|l| l > limits.max_body_bytes) {
+        return Err(Violation {
+            status: 413,
+            reason: "request body too large",
+        });
+    }
+    Ok(())
+}
+
+/// HTTP/2 forbids connection-specific headers (RFC 9113 8.2.2); a downgrade
+/// to HTTP/1.1 must not let them through.
+fn check_h2_headers(req: &RequestHeader) -> Result<(), Violation> {
+    const CONNECTION_SPECIFIC: [&str; 5] = [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "upgrade",
+    ];
+    if CONNECTION_SPECIFIC
+        .iter()
+        .any(|h| req.headers.contains_key(*h))
+    {
+        return Err(bad("connection-specific header in HTTP/2"));
+    }
+    if req
+        .headers
+        .get(http::header::TE)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"trailers"))
+    {
+        return Err(bad("TE other than trailers in HTTP/2"));
+    }
+    Ok(())
+}
+
+/// Collapses repeated identical Content-Length headers into one before forwarding.
+pub fn normalize_content_length(req: &mut RequestHeader) -> pingora::Result<()> {
+    let values: Vec<http::HeaderValue> = req
+        .headers
+        .get_all(http::header::CONTENT_LENGTH)
+        .iter()
+        .cloned()
+        .collect();
+    if values.len() > 1 {
+        req.insert_header(http::header::CONTENT_LENGTH, values[0].clone())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(raw: &[u8]) -> Result<(), Violation> {
+        check_raw_head(raw, &Limits::default())
+    }
+
+    #[test]
+    fn raw_head_rules() {
+        assert!(head(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").is_ok());
+        assert_eq!(
+            head(b"GET / HTTP/1.1\nHost: a\r\n\r\n").unwrap_err().reason,
+            "bare LF in request head"
+        );
+        assert_eq!(
+            head(b"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n")
+                .unwrap_err()
+                .reason,
+            "bare CR in request head"
+        );
+        assert_eq!(
+            head(b"GET /a\x01 HTTP/1.1\r\n\r\n").unwrap_err().reason,
+            "control character in request head"
+        );
+        assert_eq!(
+            head(b"GET /a b HTTP/1.1\r\n\r\n").unwrap_err().reason,
+            "malformed request line"
+        );
+        assert_eq!(
+            head(b"POST / HTTP/1.1\r\nTransfer-Encoding:  chunked\r\n\r\n")
+                .unwrap_err()
+                .reason,
+            "padded framing header"
+        );
+        assert_eq!(
+            head(b"POST / HTTP/1.1\r\nTransfer-Encoding:\tchunked\r\n\r\n")
+                .unwrap_err()
+                .reason,
+            "padded framing header"
+        );
+        assert!(
+            head(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nX-Pad:   ok  \r\n\r\n").is_ok()
+        );
+    }
+}
