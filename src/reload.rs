@@ -110,7 +110,15 @@ fn check_listeners_unchanged(
     let shape = |p: &RuntimePlan| {
         p.listeners
             .iter()
-            .map(|l| (l.name.clone(), l.bind, l.protocol, l.http2))
+            .map(|l| {
+                (
+                    l.name.clone(),
+                    l.bind,
+                    l.protocol,
+                    l.http2,
+                    l.client_auth.as_ref().map(|c| c.require),
+                )
+            })
             .collect::<Vec<_>>()
     };
     if shape(current) == shape(next) {

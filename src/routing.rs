@@ -60,6 +60,11 @@ pub struct Site {
     pub geo: Option<crate::geo::GeoPolicy>,
     /// Header carrying the client's country to the backend.
     pub country_header: Option<http::HeaderName>,
+    /// 403 unless a verified client certificate was presented.
+    pub require_client_cert: bool,
+    /// Drop Server/X-Powered-By/X-AspNet-Version(s); add `hsts` on TLS listeners.
+    pub harden_responses: bool,
+    pub hsts: Option<http::HeaderValue>,
 }
 
 impl Site {
@@ -129,6 +134,9 @@ mod tests {
         Site {
             geo: None,
             country_header: None,
+            require_client_cert: false,
+            harden_responses: true,
+            hsts: None,
             name: name.into(),
             hosts: hosts.iter().map(|h| HostPattern::parse(h)).collect(),
             listeners: None,

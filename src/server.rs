@@ -11,6 +11,8 @@ use crate::redirect::RedirectApp;
 use crate::reload::Reloader;
 use crate::signals::SignalService;
 use crate::state::EdgeState;
+use crate::tls::gate::HelloGate;
+use crate::tls::mtls::CertFactsCallback;
 use crate::tls::SwappableResolver;
 use arc_swap::ArcSwap;
 use pingora::listeners::tls::TlsSettings;
@@ -81,8 +83,16 @@ pub fn build(plan: RuntimePlan, config_path: Option<std::path::PathBuf>) -> anyh
                 svc.set_connection_filter(filter);
                 match (resolvers.get(idx).cloned().flatten(), tls) {
                     (Some(resolver), true) => {
-                        let mut settings = TlsSettings::intermediate("", "")?;
+                        let mut settings =
+                            TlsSettings::with_callbacks(Box::new(CertFactsCallback))?;
                         settings.set_cert_resolver(resolver);
+                        if let Some(auth) = &listener.client_auth {
+                            settings.set_client_cert_verifier(auth.verifier.clone());
+                        }
+                        svc.endpoints().set_pre_tls_callback(Arc::new(HelloGate {
+                            state: state.clone(),
+                            listener: idx,
+                        }));
                         if listener.http2 {
                             settings.enable_h2();
                         }

@@ -187,6 +187,18 @@ pub struct ListenerConfig {
     /// Certificates served on an HTTPS listener, chosen by SNI.
     #[serde(default)]
     pub certificates: Vec<CertificateConfig>,
+    /// HTTPS listeners: `modern` (TLS 1.3 only), `recommended` (TLS 1.2+, ECDHE
+    /// AEAD), Application Gateway names, or `custom` with `min_version` and `cipher_suites`.
+    #[serde(default = "default_ssl_policy")]
+    pub ssl_policy: String,
+    /// For `ssl_policy = "custom"`: "1.2" or "1.3".
+    #[serde(default = "default_min_version")]
+    pub min_version: String,
+    /// For `ssl_policy = "custom"`: IANA names, e.g. `TLS_AES_128_GCM_SHA256`.
+    #[serde(default)]
+    pub cipher_suites: Vec<String>,
+    /// Client certificates (mTLS) on an HTTPS listener.
+    pub client_auth: Option<ClientAuthConfig>,
     /// Redirect listeners: the port of the HTTPS URL (omitted from the URL when 443).
     #[serde(default = "default_https_port")]
     pub redirect_port: u16,
@@ -197,6 +209,26 @@ pub struct ListenerConfig {
 
 fn default_true() -> bool {
     true
+}
+fn default_ssl_policy() -> String {
+    "recommended".to_string()
+}
+fn default_min_version() -> String {
+    "1.2".to_string()
+}
+
+/// Client certificate verification on a listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientAuthConfig {
+    /// `require`: no handshake without a valid certificate; `request`: verify one
+    /// when sent (sites may then require it).
+    pub mode: String,
+    /// PEM bundle of CAs that sign client certificates.
+    pub ca: PathBuf,
+    /// Also pass the URL-encoded PEM in X-Forwarded-Client-Cert.
+    #[serde(default)]
+    pub forward_pem: bool,
 }
 fn default_https_port() -> u16 {
     443
@@ -237,6 +269,17 @@ pub struct SiteConfig {
     pub geo: Option<GeoPolicyConfig>,
     /// Request header that carries the client's country to the backend, e.g. `X-Client-Country`.
     pub country_header: Option<String>,
+    /// Answer 403 unless the client presented a verified certificate (the
+    /// listener's `client_auth` must be `request` or `require`).
+    #[serde(default)]
+    pub require_client_cert: bool,
+    /// Response hardening: drop Server, X-Powered-By, X-AspNet-Version(s) and
+    /// add Strict-Transport-Security on TLS listeners.
+    #[serde(default = "default_true")]
+    pub harden_responses: bool,
+    /// The Strict-Transport-Security value added on TLS listeners.
+    #[serde(default = "default_hsts")]
+    pub hsts: String,
 }
 
 /// A path prefix and the pool it goes to.
@@ -246,6 +289,10 @@ pub struct RouteConfig {
     #[serde(default = "default_prefix")]
     pub path_prefix: String,
     pub pool: String,
+}
+
+fn default_hsts() -> String {
+    "max-age=31536000".to_string()
 }
 
 fn default_prefix() -> String {

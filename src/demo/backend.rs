@@ -151,7 +151,7 @@ fn echo_response(shared: &Shared, req: &Parsed) -> String {
     })
     .to_string();
     format!(
-        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-backend: {}\r\n{}\r\n{}",
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-backend: {}\r\nserver: demo-gateway/1.0\r\nx-powered-by: portcullis-demo\r\n{}\r\n{}",
         body.len(),
         shared.name,
         if req.close { "connection: close\r\n" } else { "" },

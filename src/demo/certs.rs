@@ -40,6 +40,7 @@ impl DemoCa {
         for name in names {
             let san = match name.parse::<std::net::IpAddr>() {
                 Ok(ip) => SanType::IpAddress(ip),
+                Err(_) if name.contains("://") => SanType::URI((*name).try_into()?),
                 Err(_) => SanType::DnsName((*name).try_into()?),
             };
             params.subject_alt_names.push(san);

@@ -3,6 +3,9 @@
 //! happens, so `check`, `run` and (later) reload report the same errors.
 
 mod network;
+mod tls;
+
+pub use self::tls::ClientAuthPlan;
 
 pub use network::NetworkPlan;
 
@@ -28,6 +31,10 @@ pub struct ListenerPlan {
     pub certificates: Option<Arc<SniResolver>>,
     pub redirect_port: u16,
     pub redirect_status: u16,
+    /// Client certificate verification (HTTPS listeners).
+    pub client_auth: Option<ClientAuthPlan>,
+    /// Versions and suites a client must offer (HTTPS listeners).
+    pub ssl_policy: Option<crate::tls::policy::SslPolicy>,
 }
 
 /// Everything the running edge needs, compiled and checked.
@@ -162,6 +169,16 @@ fn compile_listeners(
             }
         }
         let certificates = compile_certificates(l, &path, resolve, d);
+        let client_auth = self::tls::compile_client_auth(l, &path, resolve, d);
+        let ssl_policy = (l.protocol == ListenerProtocol::Https)
+            .then(|| self::tls::compile_ssl_policy(l, &path, d))
+            .flatten();
+        if client_auth.is_some() && l.protocol != ListenerProtocol::Https {
+            d.error(
+                &path.key("client_auth"),
+                "client certificates need an https listener",
+            );
+        }
         if !matches!(l.redirect_status, 301 | 302 | 307 | 308) {
             d.error(
                 &path.key("redirect_status"),
@@ -179,6 +196,8 @@ fn compile_listeners(
             certificates,
             redirect_port: l.redirect_port,
             redirect_status: l.redirect_status,
+            client_auth,
+            ssl_policy,
         }));
     }
     out
@@ -476,6 +495,17 @@ fn compile_site(
     has_geo: bool,
     d: &mut Diagnostics,
 ) -> Site {
+    let cert_capable = cfg
+        .listeners
+        .iter()
+        .filter(|l| s.listeners.is_empty() || s.listeners.contains(&l.name))
+        .any(|l| l.client_auth.is_some());
+    if s.require_client_cert && !cert_capable {
+        d.error(
+            &path.key("require_client_cert"),
+            "none of this site's listeners has client_auth",
+        );
+    }
     let geo = s
         .geo
         .as_ref()
@@ -541,6 +571,16 @@ fn compile_site(
         routes,
         geo,
         country_header,
+        require_client_cert: s.require_client_cert,
+        harden_responses: s.harden_responses,
+        hsts: match http::HeaderValue::from_str(&s.hsts) {
+            Ok(v) if !s.hsts.is_empty() => Some(v),
+            Ok(_) => None,
+            Err(_) => {
+                d.error(&path.key("hsts"), "not a valid header value");
+                None
+            }
+        },
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod body;
 pub mod forwarding;
+pub mod harden;
 pub mod identity;
 pub mod loops;
 pub mod protocol;
@@ -17,6 +18,10 @@ use crate::logging::AccessRecord;
 use crate::plan::RuntimePlan;
 use crate::routing::{find_site, normalize_host};
 use crate::state::EdgeState;
+use crate::tls::mtls::ClientCertFacts;
+
+/// Envoy's header for the client certificate: set by the edge, never by a client.
+const XFCC: &str = "x-forwarded-client-cert";
 use async_trait::async_trait;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
@@ -143,6 +148,8 @@ pub struct RequestCtx {
     client: identity::ClientIdentity,
     /// Request body bytes seen so far.
     body_bytes: u64,
+    /// The verified client certificate, on mTLS listeners.
+    client_cert: Option<ClientCertFacts>,
     /// The body read before proxying.
     body: Option<body::BufferedBody>,
     /// The try for which the buffered body was last sent upstream.
@@ -196,6 +203,7 @@ impl ProxyHttp for Edge {
             body_bytes: 0,
             body: None,
             body_replayed_for_try: 0,
+            client_cert: None,
         }
     }
 
@@ -258,6 +266,22 @@ impl ProxyHttp for Edge {
             return Ok(true);
         };
         ctx.pool = Some(route.pool);
+        ctx.client_cert = session
+            .digest()
+            .and_then(|d| d.ssl_digest.as_ref())
+            .and_then(|s| s.extension.get::<ClientCertFacts>())
+            .cloned();
+        if site.require_client_cert && ctx.client_cert.is_none() {
+            ctx.block_reason = Some("client_cert");
+            respond::text(
+                session,
+                403,
+                &ctx.request_id,
+                "forbidden: this site requires a client certificate",
+            )
+            .await?;
+            return Ok(true);
+        }
         if !self.read_body(session, ctx).await? {
             return Ok(true);
         }
@@ -400,6 +424,16 @@ impl ProxyHttp for Edge {
             request_id: &ctx.request_id,
         };
         forwarding::apply(upstream_request, &facts)?;
+        upstream_request.remove_header(XFCC);
+        if let Some(cert) = &ctx.client_cert {
+            let with_pem = ctx
+                .plan
+                .listeners
+                .get(self.listener)
+                .and_then(|l| l.client_auth.as_ref())
+                .is_some_and(|c| c.forward_pem);
+            upstream_request.insert_header(XFCC, cert.xfcc(with_pem))?;
+        }
         protocol::normalize_content_length(upstream_request)?;
         if let Some(name) = ctx
             .site
@@ -457,6 +491,13 @@ impl ProxyHttp for Edge {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         resp.insert_header("x-request-id", &ctx.request_id)?;
+        if let Some(site) = ctx
+            .site
+            .and_then(|s| ctx.plan.sites.get(s))
+            .filter(|s| s.harden_responses)
+        {
+            harden::harden(resp, site.hsts.as_ref().filter(|_| self.tls))?;
+        }
         Ok(())
     }
 

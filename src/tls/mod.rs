@@ -4,6 +4,11 @@
 //! the leaf) when the config is compiled, so a bad file is a config error and
 //! never a failed handshake at run time.
 
+pub mod gate;
+pub mod hello;
+pub mod mtls;
+pub mod policy;
+
 use rustls::crypto::ring::sign::any_supported_type;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
