@@ -18,6 +18,7 @@ pub mod plan;
 pub mod proxy;
 pub mod redirect;
 pub mod reload;
+pub mod rewrite;
 pub mod routing;
 pub mod server;
 pub mod signals;

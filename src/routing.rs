@@ -60,6 +60,8 @@ pub struct Site {
     pub geo: Option<crate::geo::GeoPolicy>,
     /// Header carrying the client's country to the backend.
     pub country_header: Option<http::HeaderName>,
+    /// Header and URL rewrites.
+    pub rewrites: crate::rewrite::RewritePlan,
     /// 403 unless a verified client certificate was presented.
     pub require_client_cert: bool,
     /// Drop Server/X-Powered-By/X-AspNet-Version(s); add `hsts` on TLS listeners.
@@ -135,6 +137,7 @@ mod tests {
             geo: None,
             country_header: None,
             require_client_cert: false,
+            rewrites: crate::rewrite::RewritePlan::default(),
             harden_responses: true,
             hsts: None,
             name: name.into(),

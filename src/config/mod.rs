@@ -269,6 +269,9 @@ pub struct SiteConfig {
     pub geo: Option<GeoPolicyConfig>,
     /// Request header that carries the client's country to the backend, e.g. `X-Client-Country`.
     pub country_header: Option<String>,
+    /// Ordered header and URL rewrite rules (see docs/config.md).
+    #[serde(default)]
+    pub rewrites: Vec<crate::rewrite::RewriteRuleConfig>,
     /// Answer 403 unless the client presented a verified certificate (the
     /// listener's `client_auth` must be `request` or `require`).
     #[serde(default)]

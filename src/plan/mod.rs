@@ -572,6 +572,13 @@ fn compile_site(
         geo,
         country_header,
         require_client_cert: s.require_client_cert,
+        rewrites: match crate::rewrite::compile(&s.rewrites, &path.key("rewrites").to_string()) {
+            Ok(plan) => plan,
+            Err(errors) => {
+                errors.iter().for_each(|e| d.error_text(e));
+                crate::rewrite::RewritePlan::default()
+            }
+        },
         harden_responses: s.harden_responses,
         hsts: match http::HeaderValue::from_str(&s.hsts) {
             Ok(v) if !s.hsts.is_empty() => Some(v),

@@ -13,6 +13,7 @@ pub mod identity;
 pub mod loops;
 pub mod protocol;
 pub mod respond;
+pub mod rewrites;
 
 use crate::logging::AccessRecord;
 use crate::plan::RuntimePlan;
@@ -84,6 +85,29 @@ impl Edge {
         Ok(true)
     }
 
+    /// The server variables rewrite rules read.
+    fn request_vars<'a>(
+        &self,
+        session: &'a Session,
+        ctx: &'a RequestCtx,
+    ) -> rewrites::RequestVars<'a> {
+        rewrites::RequestVars {
+            req: session.req_header(),
+            host: &ctx.host,
+            client: &ctx.client,
+            client_port: session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.port()),
+            server_port: session
+                .server_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.port()),
+            tls: session.digest().and_then(|d| d.ssl_digest.as_deref()),
+            cert: ctx.client_cert.as_ref(),
+        }
+    }
+
     /// Passive detection: counts a failure against the backend of the current try.
     fn record_backend_failure(&self, ctx: &RequestCtx) {
         let (Some(pool), Some(&idx)) = (ctx.pool(), ctx.tried.last()) else {
@@ -148,6 +172,8 @@ pub struct RequestCtx {
     client: identity::ClientIdentity,
     /// Request body bytes seen so far.
     body_bytes: u64,
+    /// What the site's request-phase rewrite rules decided.
+    rewrite: Option<crate::rewrite::RequestOutcome>,
     /// The verified client certificate, on mTLS listeners.
     client_cert: Option<ClientCertFacts>,
     /// The body read before proxying.
@@ -204,6 +230,7 @@ impl ProxyHttp for Edge {
             body: None,
             body_replayed_for_try: 0,
             client_cert: None,
+            rewrite: None,
         }
     }
 
@@ -281,6 +308,26 @@ impl ProxyHttp for Edge {
             )
             .await?;
             return Ok(true);
+        }
+        if !site.rewrites.is_empty() {
+            let outcome = site
+                .rewrites
+                .apply_request(&self.request_vars(session, ctx));
+            for skipped in &outcome.skipped {
+                tracing::warn!(request_id = %ctx.request_id, "rewrite skipped: {skipped}");
+            }
+            if let Some((status, location)) = &outcome.redirect {
+                respond::redirect(
+                    session,
+                    *status,
+                    location,
+                    &ctx.request_id,
+                    &outcome.response_headers,
+                )
+                .await?;
+                return Ok(true);
+            }
+            ctx.rewrite = Some(outcome);
         }
         if !self.read_body(session, ctx).await? {
             return Ok(true);
@@ -424,6 +471,18 @@ impl ProxyHttp for Edge {
             request_id: &ctx.request_id,
         };
         forwarding::apply(upstream_request, &facts)?;
+        if let Some(outcome) = &ctx.rewrite {
+            rewrites::edit_request(upstream_request, &outcome.request_headers)?;
+            if let Some(pq) = &outcome.path_and_query {
+                let uri = http::Uri::try_from(pq.as_str()).map_err(|e| {
+                    Error::explain(
+                        ErrorType::InternalError,
+                        format!("rewritten URI {pq:?}: {e}"),
+                    )
+                })?;
+                upstream_request.set_uri(uri);
+            }
+        }
         upstream_request.remove_header(XFCC);
         if let Some(cert) = &ctx.client_cert {
             let with_pem = ctx
@@ -486,16 +545,26 @@ impl ProxyHttp for Edge {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         resp.insert_header("x-request-id", &ctx.request_id)?;
-        if let Some(site) = ctx
-            .site
-            .and_then(|s| ctx.plan.sites.get(s))
-            .filter(|s| s.harden_responses)
-        {
+        let plan = ctx.plan.clone();
+        let Some(site) = ctx.site.and_then(|s| plan.sites.get(s)) else {
+            return Ok(());
+        };
+        if site.rewrites.has_response_rules() {
+            let edits = site.rewrites.apply_response(&rewrites::ResponseVars {
+                request: self.request_vars(session, ctx),
+                resp,
+            });
+            rewrites::edit_response(resp, &edits)?;
+        }
+        if let Some(outcome) = &ctx.rewrite {
+            rewrites::edit_response(resp, &outcome.response_headers)?;
+        }
+        if site.harden_responses {
             harden::harden(resp, site.hsts.as_ref().filter(|_| self.tls))?;
         }
         Ok(())
