@@ -36,6 +36,15 @@ pub enum Command {
         #[command(subcommand)]
         command: GeoipCommand,
     },
+    /// Run the WAF offline over labelled requests (go-ftw YAML, raw HTTP files,
+    /// JSONL) and report attacks caught and benign requests allowed.
+    Replay {
+        /// Take the rule sets and the default WAF policy from this configuration.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        args: crate::replay::ReplayArgs,
+    },
     /// Ask a running edge to reload its configuration (through its admin listener).
     Reload {
         /// The configuration file; its `[admin] bind` is where the request goes.
@@ -69,6 +78,44 @@ pub enum GeoipCommand {
     },
 }
 
+fn replay(config_path: Option<&Path>, mut args: crate::replay::ReplayArgs) -> ExitCode {
+    let policy = match config_path {
+        None => None,
+        Some(path) => {
+            let loaded = match config::load_file(path) {
+                Ok(l) => l,
+                Err(errors) => {
+                    print_diagnostics(&errors);
+                    return ExitCode::FAILURE;
+                }
+            };
+            if args.rulesets.is_none() {
+                args.rulesets = loaded
+                    .config
+                    .waf
+                    .rulesets
+                    .as_ref()
+                    .map(|d| loaded.base_dir.join(d));
+            }
+            match crate::waf::Policy::from_config(&loaded.config.waf.policy) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    eprintln!("{}: waf.policy: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    };
+    match crate::replay::run_with_policy(args, policy) {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("replay: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn geoip(command: GeoipCommand) -> ExitCode {
     let result = match command {
         GeoipCommand::Build { csv, out, layout } => crate::geo::cli::build_cmd(&csv, &out, layout)
@@ -98,6 +145,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Demo => demo(),
         Command::Reload { config, admin } => reload(&config, admin.as_deref()),
         Command::Geoip { command } => geoip(command),
+        Command::Replay { config, args } => replay(config.as_deref(), args),
     }
 }
 

@@ -48,7 +48,6 @@ pub struct Route {
 }
 
 /// A compiled site.
-#[derive(Debug, Clone)]
 pub struct Site {
     pub name: String,
     pub hosts: Vec<HostPattern>,
@@ -60,6 +59,13 @@ pub struct Site {
     pub geo: Option<crate::geo::GeoPolicy>,
     /// Header carrying the client's country to the backend.
     pub country_header: Option<http::HeaderName>,
+    /// Custom rules, evaluated before the WAF.
+    pub custom_rules: crate::customrules::CustomRules,
+    /// Rate limits; `None` when the site has none.
+    pub rate_limiter: Option<std::sync::Arc<crate::ratelimit::RateLimiter>>,
+    /// The WAF policy of this site.
+    pub waf_policy: std::sync::Arc<crate::waf::Policy>,
+    pub waf_oversized_body: crate::config::OversizedBody,
     /// Header and URL rewrites.
     pub rewrites: crate::rewrite::RewritePlan,
     /// 403 unless a verified client certificate was presented.
@@ -137,6 +143,10 @@ mod tests {
             geo: None,
             country_header: None,
             require_client_cert: false,
+            waf_policy: std::sync::Arc::default(),
+            custom_rules: crate::customrules::CustomRules::default(),
+            rate_limiter: None,
+            waf_oversized_body: crate::config::OversizedBody::Reject,
             rewrites: crate::rewrite::RewritePlan::default(),
             harden_responses: true,
             hsts: None,

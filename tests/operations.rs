@@ -198,7 +198,7 @@ async fn metrics_count_scripted_traffic() {
         .text();
     assert!(
         m.contains(
-            "portcullis_requests_total{site=\"api\",status_class=\"2xx\",waf_action=\"off\"} 7"
+            "portcullis_requests_total{site=\"api\",status_class=\"2xx\",waf_action=\"allowed\"} 7"
         ),
         "{m}"
     );

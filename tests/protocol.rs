@@ -53,6 +53,10 @@ async fn recorder() -> Recorder {
 fn config(port: u16, backend: std::net::SocketAddr) -> String {
     format!(
         r#"
+# These tests are about framing and limits, not rules.
+[waf.policy]
+mode = "off"
+
 [limits]
 max_uri_bytes = 4096
 max_header_count = 50

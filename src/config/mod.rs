@@ -39,6 +39,33 @@ pub struct Config {
     /// Request size limits.
     #[serde(default)]
     pub limits: crate::proxy::protocol::Limits,
+    #[serde(default)]
+    pub waf: WafConfig,
+    /// Where rate-limit counters live (in memory by default, or Redis for a fleet).
+    pub rate_limit_store: Option<crate::ratelimit::RateLimitStoreConfig>,
+}
+
+/// The WAF: which rule sets, and the default policy for every site.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct WafConfig {
+    /// A directory of rule files (see rulesets/README.md); the rule sets built
+    /// into the binary when absent.
+    pub rulesets: Option<PathBuf>,
+    /// Mode, paranoia level, threshold, rule overrides and exclusions.
+    #[serde(default)]
+    pub policy: crate::waf::PolicyConfig,
+}
+
+/// What happens to a body larger than the WAF inspects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OversizedBody {
+    /// 413 in prevention mode.
+    #[default]
+    Reject,
+    /// Inspect the first `body_limit` bytes and pass the rest.
+    InspectPrefix,
 }
 
 /// A MaxMind-format country database.
@@ -269,6 +296,16 @@ pub struct SiteConfig {
     pub geo: Option<GeoPolicyConfig>,
     /// Request header that carries the client's country to the backend, e.g. `X-Client-Country`.
     pub country_header: Option<String>,
+    /// Priority-ordered custom rules, evaluated before the WAF.
+    #[serde(default)]
+    pub custom_rules: Vec<crate::customrules::CustomRuleConfig>,
+    /// Rate-limit rules.
+    #[serde(default)]
+    pub rate_limits: Vec<crate::ratelimit::RateLimitConfig>,
+    /// This site's WAF policy, replacing `[waf.policy]`.
+    pub waf: Option<crate::waf::PolicyConfig>,
+    #[serde(default)]
+    pub waf_oversized_body: OversizedBody,
     /// Ordered header and URL rewrite rules (see docs/config.md).
     #[serde(default)]
     pub rewrites: Vec<crate::rewrite::RewriteRuleConfig>,

@@ -2,8 +2,10 @@
 //! the request path reads. Compiling is also where every semantic check
 //! happens, so `check`, `run` and (later) reload report the same errors.
 
+mod limits;
 mod network;
 mod tls;
+mod waf;
 
 pub use self::tls::ClientAuthPlan;
 
@@ -52,6 +54,7 @@ pub struct RuntimePlan {
     pub pools: Vec<Arc<Pool>>,
     pub network: NetworkPlan,
     pub limits: crate::proxy::protocol::Limits,
+    pub waf: Arc<crate::waf::WafPlan>,
 }
 
 /// The result of compiling: the plan plus warnings, or every error found.
@@ -88,9 +91,14 @@ pub fn compile(loaded: Loaded) -> Compiled {
         diagnostics.error(&root.key("server").key("threads"), "must be at least 1");
     }
 
-    let Some(network) = network.filter(|_| !diagnostics.has_errors()) else {
+    let rulesets = waf::compile_rulesets(cfg, &resolve, &mut diagnostics);
+    limits::check_store(cfg, &mut diagnostics);
+    let (Some(network), Some(rulesets)) = (network, rulesets) else {
         return Err(diagnostics.into_items());
     };
+    if diagnostics.has_errors() {
+        return Err(diagnostics.into_items());
+    }
     let plan = RuntimePlan {
         node_id: cfg.server.node_id.clone(),
         max_hops: cfg.server.max_hops,
@@ -105,6 +113,7 @@ pub fn compile(loaded: Loaded) -> Compiled {
         pools: pools.into_iter().map(|(_, p)| Arc::new(p)).collect(),
         network,
         limits: cfg.limits.clone(),
+        waf: rulesets,
     };
     Ok((plan, diagnostics.into_items()))
 }
@@ -572,6 +581,17 @@ fn compile_site(
         geo,
         country_header,
         require_client_cert: s.require_client_cert,
+        waf_policy: match &s.waf {
+            Some(p) => waf::compile_policy(p, &path.key("waf"), d),
+            None => waf::compile_policy(
+                &cfg.waf.policy,
+                &KeyPath::root().key("waf").key("policy"),
+                d,
+            ),
+        },
+        waf_oversized_body: s.waf_oversized_body,
+        custom_rules: limits::compile_custom_rules(s, path, d),
+        rate_limiter: limits::compile_rate_limits(cfg, s, path, d),
         rewrites: match crate::rewrite::compile(&s.rewrites, &path.key("rewrites").to_string()) {
             Ok(plan) => plan,
             Err(errors) => {

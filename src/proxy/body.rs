@@ -23,15 +23,18 @@ pub struct BufferedBody {
 /// The largest body read ahead of proxying: pingora's retry buffer.
 pub const READ_AHEAD_MAX: u64 = 64 * 1024;
 
+/// The body length a request declares with Content-Length.
+pub fn declared_length(req: &pingora::http::RequestHeader) -> Option<u64> {
+    req.headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
 /// Whether this request's body can be read ahead: a Content-Length within
 /// [`READ_AHEAD_MAX`] (a body without one is chunked or absent).
 pub fn can_read_ahead(req: &pingora::http::RequestHeader) -> bool {
-    let declared = req
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    declared.is_some_and(|n| n > 0 && n <= READ_AHEAD_MAX)
+    declared_length(req).is_some_and(|n| n > 0 && n <= READ_AHEAD_MAX)
 }
 
 /// Reads the body until its end or until more than `limit` bytes arrived.

@@ -14,10 +14,13 @@ pub mod loops;
 pub mod protocol;
 pub mod respond;
 pub mod rewrites;
+mod stages;
+pub mod trace;
+pub mod waf;
 
 use crate::logging::AccessRecord;
 use crate::plan::RuntimePlan;
-use crate::routing::{find_site, normalize_host};
+use crate::routing::normalize_host;
 use crate::state::EdgeState;
 use crate::tls::mtls::ClientCertFacts;
 
@@ -46,43 +49,6 @@ impl Edge {
             listener,
             tls,
         }
-    }
-
-    /// Reads the request body (up to the inspection limit) before any backend
-    /// is involved. `Ok(false)` when a response was already sent.
-    async fn read_body(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        if !body::can_read_ahead(session.req_header()) {
-            return Ok(true);
-        }
-        let limit = ctx.plan.limits.inspect_body_bytes;
-        let buffered = match body::read_up_to(session, limit).await {
-            Ok(b) => b,
-            Err(e) => {
-                ctx.block_reason = Some("protocol");
-                let status = if matches!(e.etype(), ErrorType::ReadTimedout) {
-                    408
-                } else {
-                    400
-                };
-                tracing::info!(request_id = %ctx.request_id, "request body refused: {e}");
-                respond::text(
-                    session,
-                    status,
-                    &ctx.request_id,
-                    &format!("{}: malformed or incomplete body", respond::reason(status)),
-                )
-                .await?;
-                return Ok(false);
-            }
-        };
-        ctx.body_bytes = buffered.data.len() as u64;
-        if ctx.body_bytes > ctx.plan.limits.max_body_bytes {
-            ctx.block_reason = Some("size");
-            respond::text(session, 413, &ctx.request_id, respond::reason(413)).await?;
-            return Ok(false);
-        }
-        ctx.body = Some(buffered);
-        Ok(true)
     }
 
     /// The server variables rewrite rules read.
@@ -172,6 +138,14 @@ pub struct RequestCtx {
     client: identity::ClientIdentity,
     /// Request body bytes seen so far.
     body_bytes: u64,
+    /// The WAF waits for a streamed body before deciding.
+    waf_deferred: bool,
+    /// Body bytes held back while the WAF has not decided.
+    held: bytes::BytesMut,
+    /// The WAF's decision.
+    verdict: Option<crate::waf::Verdict>,
+    /// Stage decisions for `X-Portcullis-Trace`, when asked for with the secret.
+    trace: Option<trace::Trace>,
     /// What the site's request-phase rewrite rules decided.
     rewrite: Option<crate::rewrite::RequestOutcome>,
     /// The verified client certificate, on mTLS listeners.
@@ -183,6 +157,10 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
+    fn site(&self) -> Option<&crate::routing::Site> {
+        self.site.and_then(|s| self.plan.sites.get(s))
+    }
+
     fn pool(&self) -> Option<&crate::upstream::Pool> {
         self.pool
             .and_then(|p| self.plan.pools.get(p))
@@ -231,118 +209,35 @@ impl ProxyHttp for Edge {
             body_replayed_for_try: 0,
             client_cert: None,
             rewrite: None,
+            waf_deferred: false,
+            held: bytes::BytesMut::new(),
+            verdict: None,
+            trace: None,
         }
     }
 
+    /// The request-path stages, in order. Each answers the request itself
+    /// (returning `false`) or lets it go on.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let req = session.req_header();
-        ctx.request_id =
-            forwarding::request_id(req.headers.get("x-request-id").map(|v| v.as_bytes()));
-        let raw_head = match session.as_downstream() {
-            pingora::protocols::http::ServerSession::H1(h1) => Some(h1.get_headers_raw_bytes()),
-            _ => None,
-        };
-        if let Err(v) = protocol::check_head(req, raw_head.as_deref(), &ctx.plan.limits) {
-            ctx.block_reason = Some(if v.status == 400 { "protocol" } else { "size" });
-            tracing::info!(request_id = %ctx.request_id, reason = v.reason, "request refused by protocol checks");
-            respond::text(
-                session,
-                v.status,
-                &ctx.request_id,
-                &format!("{}: {}", respond::reason(v.status), v.reason),
-            )
-            .await?;
-            return Ok(true);
-        }
-        if loops::hops_through(req, &ctx.plan.node_id) >= ctx.plan.max_hops {
-            ctx.block_reason = Some("loop");
-            respond::text(session, 508, &ctx.request_id, respond::reason(508)).await?;
-            return Ok(true);
-        }
-        let Some((client_host, host)) = request_host(req) else {
-            respond::text(session, 400, &ctx.request_id, "bad request: missing Host").await?;
-            return Ok(true);
-        };
-        ctx.host = host;
-        ctx.client_host = client_host;
-        let peer = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
-        ctx.client = identity::identify(&ctx.plan.network, peer, req);
-        let path = req.uri.path().to_string();
-        let plan = ctx.plan.clone();
-        let Some((site_idx, site)) = find_site(&plan.sites, self.listener, &ctx.host) else {
-            respond::text(session, 404, &ctx.request_id, respond::reason(404)).await?;
-            return Ok(true);
-        };
-        ctx.site = Some(site_idx);
-        if let (Some(policy), Some(country)) = (&site.geo, ctx.client.country) {
-            if !policy.permits(country) {
-                ctx.block_reason = Some("geo");
-                let msg = format!(
-                    "forbidden: requests from {} are not allowed here",
-                    country.as_str()
-                );
-                respond::text(session, 403, &ctx.request_id, &msg).await?;
-                return Ok(true);
+        let passed = self.check_protocol(session, ctx).await?
+            && self.identify_and_route(session, ctx).await?
+            && self.read_body(session, ctx).await?
+            && self.check_client_cert(session, ctx).await?
+            && self.inspect(session, ctx).await?
+            && self.rewrite_request(session, ctx).await?;
+        if passed {
+            if let Some(pool) = ctx.pool() {
+                pool.retry.budget.deposit();
             }
         }
-        let Some(route) = site.route(&path) else {
-            respond::text(session, 404, &ctx.request_id, respond::reason(404)).await?;
-            return Ok(true);
-        };
-        ctx.pool = Some(route.pool);
-        ctx.client_cert = session
-            .digest()
-            .and_then(|d| d.ssl_digest.as_ref())
-            .and_then(|s| s.extension.get::<ClientCertFacts>())
-            .cloned();
-        if site.require_client_cert && ctx.client_cert.is_none() {
-            ctx.block_reason = Some("client_cert");
-            respond::text(
-                session,
-                403,
-                &ctx.request_id,
-                "forbidden: this site requires a client certificate",
-            )
-            .await?;
-            return Ok(true);
-        }
-        if !site.rewrites.is_empty() {
-            let outcome = site
-                .rewrites
-                .apply_request(&self.request_vars(session, ctx));
-            for skipped in &outcome.skipped {
-                tracing::warn!(request_id = %ctx.request_id, "rewrite skipped: {skipped}");
-            }
-            if let Some((status, location)) = &outcome.redirect {
-                respond::redirect(
-                    session,
-                    *status,
-                    location,
-                    &ctx.request_id,
-                    &outcome.response_headers,
-                )
-                .await?;
-                return Ok(true);
-            }
-            ctx.rewrite = Some(outcome);
-        }
-        if !self.read_body(session, ctx).await? {
-            return Ok(true);
-        }
-        if let Some(pool) = ctx.pool() {
-            pool.retry.budget.deposit();
-        }
-        Ok(false)
+        Ok(!passed)
     }
 
     async fn request_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<bytes::Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if let Some(buffered) = ctx
@@ -360,6 +255,9 @@ impl ProxyHttp for Edge {
         if ctx.body_bytes > ctx.plan.limits.max_body_bytes {
             ctx.block_reason = Some("size");
             return Error::e_explain(ErrorType::HTTPStatus(413), "request body over the limit");
+        }
+        if ctx.waf_deferred {
+            self.inspect_streamed_body(session, body, end_of_stream, ctx)?;
         }
         Ok(())
     }
@@ -550,6 +448,9 @@ impl ProxyHttp for Edge {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         resp.insert_header("x-request-id", &ctx.request_id)?;
+        if let Some(t) = ctx.trace.as_ref() {
+            resp.insert_header(trace::HEADER, t.render())?;
+        }
         let plan = ctx.plan.clone();
         let Some(site) = ctx.site.and_then(|s| plan.sites.get(s)) else {
             return Ok(());
@@ -596,9 +497,13 @@ impl ProxyHttp for Edge {
             if ctx.request_id.is_empty() {
                 ctx.request_id = forwarding::request_id(None);
             }
-            if let Err(err) =
+            let sent = if code == 403 && ctx.block_reason == Some("waf") {
+                let trace = ctx.trace.as_ref().map(trace::Trace::render);
+                waf::block_page(session, &ctx.request_id, trace.as_deref()).await
+            } else {
                 respond::text(session, code, &ctx.request_id, respond::reason(code)).await
-            {
+            };
+            if let Err(err) = sent {
                 tracing::debug!("could not send error response: {err}");
             }
         }
@@ -639,6 +544,7 @@ impl ProxyHttp for Edge {
         if let Some(reason) = ctx.block_reason {
             metrics.blocks.with_label_values(&[reason]).inc();
         }
+        self.log_verdict(session, ctx, site);
         if !self.state.access_log.enabled() {
             return;
         }
@@ -676,8 +582,12 @@ impl ProxyHttp for Edge {
             tls_version: ssl.as_ref().map_or("", |d| &d.version),
             tls_cipher: ssl.as_ref().map_or("", |d| &d.cipher),
             waf_action: ctx.waf_action,
-            waf_score: 0,
-            rule_ids: Vec::new(),
+            waf_score: ctx.verdict.as_ref().map_or(0, |v| v.score),
+            rule_ids: ctx
+                .verdict
+                .as_ref()
+                .map(|v| v.matches.iter().map(|m| m.rule_id).collect())
+                .unwrap_or_default(),
             block_reason: ctx.block_reason.unwrap_or(""),
             error: e.map(|e| e.to_string()).unwrap_or_default(),
         };

@@ -26,13 +26,6 @@ pub struct Limits {
     /// Most query-string arguments (400).
     #[serde(default = "default_max_args")]
     pub max_args: usize,
-    /// How much of a body is read (and inspected) before the request goes to a backend.
-    #[serde(default = "default_inspect_body")]
-    pub inspect_body_bytes: usize,
-}
-
-fn default_inspect_body() -> usize {
-    128 * 1024
 }
 
 fn default_max_uri() -> usize {
@@ -59,7 +52,6 @@ impl Default for Limits {
             max_header_bytes: default_max_header_bytes(),
             max_body_bytes: default_max_body(),
             max_args: default_max_args(),
-            inspect_body_bytes: default_inspect_body(),
         }
     }
 }

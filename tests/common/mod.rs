@@ -4,6 +4,7 @@
 
 use portcullis::demo::backend::{self, EchoBackend};
 use portcullis::demo::certs::DemoCa;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -311,4 +312,88 @@ pub fn get_request(host: &str, path: &str, extra: &[(&str, &str)]) -> String {
 
 pub fn backend_addr(b: &EchoBackend) -> SocketAddr {
     b.addr
+}
+
+/// `redis-server`, where installed (`scripts/test` installs it).
+pub fn redis_server_path() -> Option<PathBuf> {
+    let fixed = PathBuf::from("/usr/bin/redis-server");
+    if fixed.is_file() {
+        return Some(fixed);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("redis-server"))
+            .find(|p| p.is_file())
+    })
+}
+
+/// A real `redis-server` on a loopback port, killed on drop.
+pub struct RedisServer {
+    child: Option<Child>,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// Start on `port` (or a free one). `None` when redis-server is missing.
+    pub fn start(port: Option<u16>) -> Option<RedisServer> {
+        let Some(bin) = redis_server_path() else {
+            eprintln!("SKIPPED: redis-server is not installed; install it to run the shared rate-limit tests");
+            return None;
+        };
+        let port = port.unwrap_or_else(free_port);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let child = Command::new(bin)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        let mut srv = RedisServer {
+            child: Some(child),
+            port,
+            _dir: dir,
+        };
+        srv.wait_ready();
+        Some(srv)
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+                let mut buf = [0u8; 16];
+                if s.write_all(b"PING\r\n").is_ok() {
+                    if let Ok(n) = s.read(&mut buf) {
+                        if buf[..n].starts_with(b"+PONG") {
+                            return;
+                        }
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server did not become ready on port {}", self.port);
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }

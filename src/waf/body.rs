@@ -1,0 +1,558 @@
+//! Request body parsers: urlencoded, JSON, multipart/form-data and a tolerant XML tokenizer.
+//! None of them panic on bad input; a malformed body of a declared type returns an error string
+//! that the engine exposes as the `reqbody_error` target.
+
+use super::transform::{bytes_to_string, url_decode_once};
+
+/// Maximum number of arguments taken from one body.
+pub const MAX_BODY_ARGS: usize = 2048;
+/// Maximum JSON nesting depth walked.
+pub const MAX_JSON_DEPTH: usize = 64;
+
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ParsedBody {
+    /// (name, value) argument pairs.
+    pub args: Vec<(String, String)>,
+    /// Multipart uploads: (field name, filename).
+    pub files: Vec<(String, String)>,
+    /// Multipart part headers: (name, value) (Content-Type of parts, etc.).
+    pub part_headers: Vec<(String, String)>,
+    /// Set when the declared type could not be parsed.
+    pub error: Option<String>,
+    /// Body kind that was detected: "urlencoded", "json", "multipart", "xml" or "" (raw only).
+    pub kind: &'static str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    UrlEncoded,
+    Json,
+    Multipart,
+    Xml,
+    Other,
+    None,
+}
+
+pub fn body_kind(content_type: Option<&str>) -> BodyKind {
+    let Some(ct) = content_type else {
+        return BodyKind::None;
+    };
+    let ct = ct.trim().to_ascii_lowercase();
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    if mime == "application/x-www-form-urlencoded" {
+        BodyKind::UrlEncoded
+    } else if mime == "multipart/form-data"
+        || mime == "multipart/mixed"
+        || mime == "multipart/related"
+    {
+        BodyKind::Multipart
+    } else if mime == "application/json" || mime.ends_with("+json") || mime == "text/json" {
+        BodyKind::Json
+    } else if mime == "application/xml" || mime == "text/xml" || mime.ends_with("+xml") {
+        BodyKind::Xml
+    } else {
+        BodyKind::Other
+    }
+}
+
+/// Parse a body according to its Content-Type. With no Content-Type a body that looks like
+/// `k=v&k2=v2` is parsed as urlencoded (without errors).
+pub fn parse_body(content_type: Option<&str>, body: &[u8], truncated: bool) -> ParsedBody {
+    let mut out = ParsedBody::default();
+    if body.is_empty() {
+        return out;
+    }
+    match body_kind(content_type) {
+        BodyKind::UrlEncoded => {
+            out.kind = "urlencoded";
+            parse_urlencoded_into(&bytes_to_string(body), &mut out.args);
+        }
+        BodyKind::Json => {
+            out.kind = "json";
+            if let Err(e) = parse_json_into(body, &mut out.args) {
+                if !truncated {
+                    out.error = Some(format!("malformed JSON body: {}", e));
+                }
+            }
+        }
+        BodyKind::Multipart => {
+            out.kind = "multipart";
+            let ct = content_type.unwrap_or("");
+            match boundary_of(ct) {
+                Some(b) => {
+                    if let Err(e) = parse_multipart(body, &b, truncated, &mut out) {
+                        out.error = Some(format!("malformed multipart body: {}", e));
+                    }
+                }
+                None => out.error = Some("multipart body without boundary".to_string()),
+            }
+        }
+        BodyKind::Xml => {
+            out.kind = "xml";
+            if let Err(e) = parse_xml_into(&bytes_to_string(body), &mut out.args, truncated) {
+                out.error = Some(format!("malformed XML body: {}", e));
+            }
+        }
+        BodyKind::None => {
+            let s = bytes_to_string(body);
+            let first = s.trim_start();
+            if first.starts_with('{') || first.starts_with('[') {
+                if parse_json_into(body, &mut out.args).is_ok() {
+                    out.kind = "json";
+                    return out;
+                }
+                out.args.clear();
+            }
+            // Like a form post: a single-line body is split into arguments (a piece without '='
+            // becomes an argument name with an empty value).
+            if !s.trim_end_matches(['\r', '\n']).contains('\n') {
+                out.kind = "urlencoded";
+                parse_urlencoded_into(s.trim_end_matches(['\r', '\n']), &mut out.args);
+            }
+        }
+        BodyKind::Other => {}
+    }
+    out
+}
+
+fn decode_component(s: &str) -> String {
+    url_decode_once(s, true).unwrap_or_else(|| s.to_string())
+}
+
+/// Parse `a=1&b=2` (also used for query strings). Pieces without '=' become a name with empty value.
+pub fn parse_urlencoded_into(s: &str, args: &mut Vec<(String, String)>) {
+    for (n, piece) in s.split('&').enumerate() {
+        if n >= MAX_BODY_ARGS {
+            break;
+        }
+        if piece.is_empty() {
+            continue;
+        }
+        let (k, v) = match piece.find('=') {
+            Some(p) => (&piece[..p], &piece[p + 1..]),
+            None => (piece, ""),
+        };
+        args.push((decode_component(k), decode_component(v)));
+    }
+}
+
+/// Parse JSON and flatten it into path-style argument names: `user.address[0].street`.
+pub fn parse_json_into(body: &[u8], args: &mut Vec<(String, String)>) -> Result<(), String> {
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let mut path = String::new();
+    flatten_json(&v, &mut path, 0, args);
+    Ok(())
+}
+
+fn flatten_json(
+    v: &serde_json::Value,
+    path: &mut String,
+    depth: usize,
+    args: &mut Vec<(String, String)>,
+) {
+    if args.len() >= MAX_BODY_ARGS || depth > MAX_JSON_DEPTH {
+        return;
+    }
+    use serde_json::Value;
+    match v {
+        Value::Object(map) => {
+            if map.is_empty() && !path.is_empty() {
+                args.push((path.clone(), String::new()));
+            }
+            for (k, child) in map {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k);
+                flatten_json(child, path, depth + 1, args);
+                path.truncate(len);
+            }
+        }
+        Value::Array(arr) => {
+            for (i, child) in arr.iter().enumerate() {
+                let len = path.len();
+                path.push('[');
+                path.push_str(&i.to_string());
+                path.push(']');
+                flatten_json(child, path, depth + 1, args);
+                path.truncate(len);
+                if args.len() >= MAX_BODY_ARGS {
+                    break;
+                }
+            }
+        }
+        Value::String(s) => args.push((path.clone(), s.clone())),
+        Value::Number(n) => args.push((path.clone(), n.to_string())),
+        Value::Bool(b) => args.push((path.clone(), b.to_string())),
+        Value::Null => args.push((path.clone(), String::new())),
+    }
+}
+
+/// Extract the `boundary` parameter of a multipart Content-Type.
+pub fn boundary_of(ct: &str) -> Option<String> {
+    for part in ct.split(';').skip(1) {
+        let part = part.trim();
+        if let Some(p) = part.find('=') {
+            if part[..p].trim().eq_ignore_ascii_case("boundary") {
+                let b = part[p + 1..].trim().trim_matches('"');
+                if !b.is_empty() && b.len() <= 200 {
+                    return Some(b.to_string());
+                }
+            }
+        }
+    }
+    None
+}
+
+fn disposition_param(line: &str, key: &str) -> Option<String> {
+    // Finds key="value" or key=value in a Content-Disposition header (case-insensitive key).
+    let lower = line.to_ascii_lowercase();
+    let mut from = 0;
+    while let Some(p) = lower[from..].find(key) {
+        let at = from + p;
+        let before_ok = at == 0 || matches!(lower.as_bytes()[at - 1], b' ' | b';' | b'\t');
+        let after = at + key.len();
+        let rest = &line[after..];
+        let rest_t = rest.trim_start();
+        if before_ok && rest_t.starts_with('=') {
+            let v = rest_t[1..].trim_start();
+            if let Some(stripped) = v.strip_prefix('"') {
+                let end = stripped.find('"').unwrap_or(stripped.len());
+                return Some(stripped[..end].to_string());
+            }
+            let end = v.find(';').unwrap_or(v.len());
+            return Some(v[..end].trim().to_string());
+        }
+        from = after;
+    }
+    None
+}
+
+fn parse_multipart(
+    body: &[u8],
+    boundary: &str,
+    truncated: bool,
+    out: &mut ParsedBody,
+) -> Result<(), String> {
+    let delim = format!("--{}", boundary);
+    let finder = memchr::memmem::Finder::new(delim.as_bytes());
+    let positions: Vec<usize> = finder.find_iter(body).take(MAX_BODY_ARGS).collect();
+    if positions.is_empty() {
+        return Err("no boundary found".to_string());
+    }
+    let mut closed = false;
+    for (idx, &pos) in positions.iter().enumerate() {
+        let after = pos + delim.len();
+        if body[after..].starts_with(b"--") {
+            closed = true;
+            break;
+        }
+        let end = positions.get(idx + 1).copied().unwrap_or(body.len());
+        if end < after {
+            continue;
+        }
+        let mut part = &body[after..end];
+        // Strip the line break after the delimiter and the one before the next delimiter.
+        if part.starts_with(b"\r\n") {
+            part = &part[2..];
+        } else if part.starts_with(b"\n") {
+            part = &part[1..];
+        }
+        if part.ends_with(b"\r\n") {
+            part = &part[..part.len() - 2];
+        } else if part.ends_with(b"\n") {
+            part = &part[..part.len() - 1];
+        }
+        let (head, content) = match memchr::memmem::find(part, b"\r\n\r\n") {
+            Some(p) => (&part[..p], &part[p + 4..]),
+            None => match memchr::memmem::find(part, b"\n\n") {
+                Some(p) => (&part[..p], &part[p + 2..]),
+                None => {
+                    if idx + 1 == positions.len() && truncated {
+                        break;
+                    }
+                    return Err("part without header terminator".to_string());
+                }
+            },
+        };
+        let head = bytes_to_string(head);
+        let mut name: Option<String> = None;
+        let mut filename: Option<String> = None;
+        for line in head.lines() {
+            let line = line.trim_end_matches('\r');
+            let Some(c) = line.find(':') else { continue };
+            let hn = line[..c].trim();
+            let hv = line[c + 1..].trim();
+            if hn.eq_ignore_ascii_case("content-disposition") {
+                name = disposition_param(hv, "name");
+                filename = disposition_param(hv, "filename")
+                    .or_else(|| disposition_param(hv, "filename*"));
+            }
+            out.part_headers.push((hn.to_string(), hv.to_string()));
+        }
+        let name = name.unwrap_or_default();
+        match filename {
+            Some(f) => {
+                out.files.push((name.clone(), f.clone()));
+                out.args.push((name, f));
+            }
+            None => out.args.push((name, bytes_to_string(content))),
+        }
+    }
+    if !closed && !truncated {
+        return Err("missing closing boundary".to_string());
+    }
+    Ok(())
+}
+
+/// Tolerant XML tokenizer: collects text nodes and attribute values as args named `xml:<element>`
+/// (attributes as `xml:<element>@<attr>`). Errors on unbalanced tags or unterminated markup.
+pub fn parse_xml_into(
+    s: &str,
+    args: &mut Vec<(String, String)>,
+    truncated: bool,
+) -> Result<(), String> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut stack: Vec<String> = Vec::new();
+    let mut steps = 0usize;
+    let mut saw_element = false;
+    while i < b.len() {
+        steps += 1;
+        if steps > 1_000_000 || args.len() >= MAX_BODY_ARGS {
+            break;
+        }
+        if b[i] == b'<' {
+            let rest = &s[i..];
+            if rest.starts_with("<!--") {
+                match rest.find("-->") {
+                    Some(e) => i += e + 3,
+                    None => {
+                        return if truncated {
+                            Ok(())
+                        } else {
+                            Err("unterminated comment".into())
+                        }
+                    }
+                }
+                continue;
+            }
+            if rest.starts_with("<![CDATA[") {
+                match rest.find("]]>") {
+                    Some(e) => {
+                        let text = &rest[9..e];
+                        if !text.trim().is_empty() {
+                            args.push((xml_name(&stack), text.to_string()));
+                        }
+                        i += e + 3;
+                    }
+                    None => {
+                        return if truncated {
+                            Ok(())
+                        } else {
+                            Err("unterminated CDATA".into())
+                        }
+                    }
+                }
+                continue;
+            }
+            if rest.starts_with("<!") || rest.starts_with("<?") {
+                // DOCTYPE (possibly with an internal subset) or processing instruction.
+                let mut depth = 0i32;
+                let mut end = None;
+                for (k, c) in rest.char_indices().skip(1) {
+                    match c {
+                        '[' => depth += 1,
+                        ']' => depth -= 1,
+                        '>' if depth <= 0 => {
+                            end = Some(k);
+                            break;
+                        }
+                        _ => {}
+                    }
+                }
+                match end {
+                    Some(e) => i += e + 1,
+                    None => {
+                        return if truncated {
+                            Ok(())
+                        } else {
+                            Err("unterminated declaration".into())
+                        }
+                    }
+                }
+                continue;
+            }
+            let Some(e) = find_tag_end(rest) else {
+                return if truncated {
+                    Ok(())
+                } else {
+                    Err("unterminated tag".into())
+                };
+            };
+            let tag = &rest[1..e];
+            i += e + 1;
+            if let Some(close) = tag.strip_prefix('/') {
+                let name = close.trim();
+                match stack.pop() {
+                    Some(open) if open == name => {}
+                    _ => return Err(format!("unbalanced closing tag </{}>", name)),
+                }
+                continue;
+            }
+            let self_closing = tag.ends_with('/');
+            let tag = tag.trim_end_matches('/');
+            let name_end = tag.find(|c: char| c.is_whitespace()).unwrap_or(tag.len());
+            let name = &tag[..name_end];
+            if name.is_empty() {
+                return Err("empty tag name".into());
+            }
+            saw_element = true;
+            parse_attrs(&tag[name_end..], name, args);
+            if !self_closing {
+                if stack.len() >= MAX_JSON_DEPTH * 4 {
+                    return Err("XML nesting too deep".into());
+                }
+                stack.push(name.to_string());
+            }
+        } else {
+            let next = s[i..].find('<').map(|p| i + p).unwrap_or(b.len());
+            let text = s[i..next].trim();
+            if !text.is_empty() {
+                args.push((xml_name(&stack), text.to_string()));
+            }
+            i = next;
+        }
+    }
+    if !saw_element {
+        return Err("no root element".into());
+    }
+    if !stack.is_empty() && !truncated {
+        return Err(format!(
+            "unclosed element <{}>",
+            stack.last().map(|s| s.as_str()).unwrap_or("")
+        ));
+    }
+    Ok(())
+}
+
+fn find_tag_end(rest: &str) -> Option<usize> {
+    let mut quote: Option<char> = None;
+    for (k, c) in rest.char_indices().skip(1) {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '"' || c == '\'' => quote = Some(c),
+            None if c == '>' => return Some(k),
+            None if c == '<' => return None,
+            None => {}
+        }
+    }
+    None
+}
+
+fn xml_name(stack: &[String]) -> String {
+    format!("xml:{}", stack.last().map(|s| s.as_str()).unwrap_or(""))
+}
+
+fn parse_attrs(s: &str, elem: &str, args: &mut Vec<(String, String)>) {
+    let mut rest = s;
+    for _ in 0..256 {
+        let Some(eq) = rest.find('=') else { break };
+        let name = rest[..eq].trim();
+        let after = rest[eq + 1..].trim_start();
+        let (val, remaining) =
+            if let Some(q) = after.chars().next().filter(|c| *c == '"' || *c == '\'') {
+                let inner = &after[1..];
+                let end = inner.find(q).unwrap_or(inner.len());
+                (&inner[..end], inner.get(end + 1..).unwrap_or(""))
+            } else {
+                let end = after.find(char::is_whitespace).unwrap_or(after.len());
+                (&after[..end], &after[end..])
+            };
+        args.push((format!("xml:{}@{}", elem, name), val.to_string()));
+        rest = remaining;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urlencoded() {
+        let p = parse_body(
+            Some("application/x-www-form-urlencoded"),
+            b"a=1&b=x+y%21&c",
+            false,
+        );
+        assert_eq!(
+            p.args,
+            vec![
+                ("a".into(), "1".into()),
+                ("b".into(), "x y!".into()),
+                ("c".into(), "".into())
+            ]
+        );
+        let p = parse_body(None, b"var=1 OR 1=1", false);
+        assert_eq!(p.args[0].1, "1 OR 1=1");
+    }
+
+    #[test]
+    fn json_paths_and_errors() {
+        let p = parse_body(
+            Some("application/json; charset=utf-8"),
+            br#"{"user":{"address":[{"street":"x"}],"$ne":1},"ok":true}"#,
+            false,
+        );
+        assert!(p
+            .args
+            .contains(&("user.address[0].street".into(), "x".into())));
+        assert!(p.args.contains(&("user.$ne".into(), "1".into())));
+        assert!(p.error.is_none());
+        let p = parse_body(Some("application/json"), b"{\"a\":", false);
+        assert!(p.error.unwrap().contains("malformed JSON"));
+        // truncated bodies are not reported as malformed
+        let p = parse_body(Some("application/json"), b"{\"a\":", true);
+        assert!(p.error.is_none());
+        // deep nesting does not blow the stack
+        let deep = "[".repeat(100_000);
+        let p = parse_body(Some("application/json"), deep.as_bytes(), false);
+        assert!(p.error.is_some());
+    }
+
+    #[test]
+    fn multipart() {
+        let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nhello world\r\n--XyZ\r\nContent-Disposition: form-data; name=\"up\"; filename=\"a.php\"\r\nContent-Type: application/octet-stream\r\n\r\n<?php x ?>\r\n--XyZ--\r\n";
+        let p = parse_body(Some("multipart/form-data; boundary=XyZ"), body, false);
+        assert!(p.error.is_none(), "{:?}", p.error);
+        assert!(p.args.contains(&("title".into(), "hello world".into())));
+        assert_eq!(p.files, vec![("up".into(), "a.php".into())]);
+        let p = parse_body(
+            Some("multipart/form-data; boundary=XyZ"),
+            b"--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nv\r\n",
+            false,
+        );
+        assert!(p.error.is_some());
+        let p = parse_body(Some("multipart/form-data"), b"whatever", false);
+        assert!(p.error.is_some());
+    }
+
+    #[test]
+    fn xml() {
+        let p = parse_body(
+            Some("application/xml"),
+            br#"<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><r a="1"><b>text &x;</b><![CDATA[raw]]></r>"#,
+            false,
+        );
+        assert!(p.error.is_none(), "{:?}", p.error);
+        assert!(p.args.contains(&("xml:r@a".into(), "1".into())));
+        assert!(p.args.contains(&("xml:b".into(), "text &x;".into())));
+        assert!(p.args.contains(&("xml:r".into(), "raw".into())));
+        let p = parse_body(Some("text/xml"), b"<a><b></a>", false);
+        assert!(p.error.is_some());
+        let p = parse_body(Some("text/xml"), b"<a", false);
+        assert!(p.error.is_some());
+    }
+}

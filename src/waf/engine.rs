@@ -1,0 +1,1568 @@
+//! Compiled rule plan and request evaluation.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use regex::Regex;
+
+use super::body::{parse_body, parse_urlencoded_into};
+use super::policy::{Exclusion, Mode, Policy};
+use super::prefilter::required_literals;
+use super::request::HttpRequest;
+use super::rules::{
+    line_of, parse_phrase_file, parse_rule_file, resolve_data, OperatorDef, RuleLoadError,
+};
+use super::target::{
+    is_meta, parse_selector, validate_meta, Coll, NameMatch, Selector, N_FIXED_COLLS,
+};
+use super::transform::{apply_chain, bytes_to_string, url_decode_once, Transform, N_TRANSFORMS};
+
+/// Maximum bytes of matched data kept in a [`RuleMatch`].
+const DATA_MAX: usize = 100;
+/// Maximum number of variables extracted from one request.
+const MAX_VARS: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NumCmp {
+    Gt,
+    Ge,
+    Lt,
+    Le,
+    Eq,
+}
+
+#[derive(Debug)]
+enum Op {
+    Rx(Regex),
+    Pm(AhoCorasick, Vec<String>),
+    Contains(String),
+    BeginsWith(String),
+    EndsWith(String),
+    Eq(String),
+    Num(NumCmp, i64),
+    DetectSqli,
+    DetectXss,
+    Present,
+}
+
+fn truncate(s: &str) -> String {
+    if s.len() <= DATA_MAX {
+        return s.to_string();
+    }
+    let mut end = DATA_MAX;
+    while end > 0 && !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
+
+fn sqli_candidate(v: &str) -> bool {
+    v.bytes()
+        .any(|b| !(b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b >= 0x80))
+}
+
+impl Op {
+    /// Some(matched data) when the operator matches.
+    fn run(&self, v: &str) -> Option<String> {
+        match self {
+            Op::Rx(r) => r.find(v).map(|m| truncate(m.as_str())),
+            Op::Pm(ac, phrases) => ac.find(v).map(|m| {
+                truncate(
+                    phrases
+                        .get(m.pattern().as_usize())
+                        .map(|s| s.as_str())
+                        .unwrap_or(""),
+                )
+            }),
+            Op::Contains(s) => v.contains(s.as_str()).then(|| truncate(s)),
+            Op::BeginsWith(s) => v.starts_with(s.as_str()).then(|| truncate(s)),
+            Op::EndsWith(s) => v.ends_with(s.as_str()).then(|| truncate(s)),
+            Op::Eq(s) => (v == s).then(|| truncate(v)),
+            Op::Num(cmp, n) => {
+                let x: i64 = v.trim().parse().ok()?;
+                let ok = match cmp {
+                    NumCmp::Gt => x > *n,
+                    NumCmp::Ge => x >= *n,
+                    NumCmp::Lt => x < *n,
+                    NumCmp::Le => x <= *n,
+                    NumCmp::Eq => x == *n,
+                };
+                ok.then(|| v.to_string())
+            }
+            Op::DetectSqli => {
+                if !sqli_candidate(v) {
+                    return None;
+                }
+                super::detect::detect_sqli(v)
+                    .map(|fp| format!("fingerprint {} in {}", fp, truncate(v)))
+            }
+            Op::DetectXss => {
+                if !sqli_candidate(v) {
+                    return None;
+                }
+                super::detect::detect_xss(v).then(|| truncate(v))
+            }
+            Op::Present => Some(truncate(v)),
+        }
+    }
+
+    fn literals(&self) -> Option<Vec<String>> {
+        match self {
+            Op::Rx(r) => required_literals(r.as_str()),
+            Op::Pm(_, p) => {
+                if p.iter().all(|s| !s.is_empty()) {
+                    Some(p.iter().map(|s| s.to_lowercase()).collect())
+                } else {
+                    None
+                }
+            }
+            Op::Contains(s) | Op::BeginsWith(s) | Op::EndsWith(s) | Op::Eq(s) if !s.is_empty() => {
+                Some(vec![s.to_lowercase()])
+            }
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Condition {
+    include: Vec<Selector>,
+    exclude: Vec<Selector>,
+    chain: usize,
+    op: Op,
+    negate: bool,
+}
+
+impl Condition {
+    #[inline]
+    fn selects(&self, coll: Coll, name: &str) -> bool {
+        self.include
+            .iter()
+            .any(|s| s.coll == coll && s.name.matches(name))
+            && !self
+                .exclude
+                .iter()
+                .any(|s| s.coll == coll && s.name.matches(name))
+    }
+
+    #[inline]
+    fn eval(&self, v: &str) -> Option<String> {
+        match (self.op.run(v), self.negate) {
+            (Some(d), false) => Some(d),
+            (None, true) => Some(truncate(v)),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Rule {
+    id: u32,
+    message: String,
+    category: String,
+    pl: u8,
+    severity: u32,
+    tags: Vec<String>,
+    main: Condition,
+    chain: Vec<Condition>,
+    require_change: bool,
+}
+
+#[derive(Debug)]
+struct ChainInfo {
+    parent: usize,
+    last: Option<Transform>,
+    full: Vec<Transform>,
+}
+
+#[derive(Debug)]
+struct Group {
+    /// Only variables with this (lowercase) name visit the group; None = every variable of the slot.
+    name: Option<String>,
+    /// Transform chains used by the rules of this group.
+    chains: Vec<usize>,
+    /// `chains` plus their prefixes, parents first.
+    need_chains: Vec<usize>,
+    /// Single-byte prefilter literals: (byte, rules) — checked with a byte-presence set instead of
+    /// the automaton, since they would otherwise produce a match on every occurrence.
+    byte_rules: Vec<(u8, Vec<u32>)>,
+    ac: Option<AhoCorasick>,
+    pat_rules: Vec<Vec<u32>>,
+    always: Vec<u32>,
+}
+
+/// Summary information about one rule (for `check` and documentation tools).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleInfo {
+    pub id: u32,
+    pub category: String,
+    pub paranoia: u8,
+    pub severity: u32,
+    pub message: String,
+    pub tags: Vec<String>,
+}
+
+/// Immutable compiled rule set. Build once, share via `Arc`, evaluate from any thread.
+#[derive(Debug)]
+pub struct WafPlan {
+    rules: Vec<Rule>,
+    chains: Vec<ChainInfo>,
+    groups: Vec<Group>,
+    by_slot: Vec<Vec<usize>>,
+    metas: Vec<String>,
+    meta_kinds: Vec<MetaKind>,
+    used: Vec<bool>,
+    cookie_header_named: bool,
+}
+
+/// One rule that matched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleMatch {
+    pub rule_id: u32,
+    pub category: String,
+    pub message: String,
+    pub severity: u32,
+    pub paranoia: u8,
+    /// Where it matched, e.g. `ARGS:id` or `REQUEST_HEADERS:User-Agent`.
+    pub target: String,
+    /// Matched fragment, truncated to about 100 bytes.
+    pub data: String,
+}
+
+/// Outcome of evaluating one request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Verdict {
+    pub score: u32,
+    /// True when the policy is in prevention mode and the score reached the threshold.
+    pub blocked: bool,
+    /// True when the score reached the threshold (whatever the mode).
+    pub over_threshold: bool,
+    pub matches: Vec<RuleMatch>,
+}
+
+/// A variable extracted from the request.
+#[derive(Debug, Clone)]
+struct Var<'a> {
+    coll: Coll,
+    name: Cow<'a, str>,
+    value: Cow<'a, str>,
+}
+
+/// Per-variable transformed value of one chain.
+/// Pre-parsed meta target (`count:*`, `length:*`).
+#[derive(Debug, Clone)]
+enum MetaKind {
+    CountArgs,
+    CountHeaders,
+    CountCookies,
+    CountFiles,
+    CountHeader(String),
+    CountArg(String),
+    CountCookie(String),
+    LengthUri,
+    LengthPath,
+    LengthQuery,
+    LengthBody,
+    LengthHeaders,
+    LengthArgs,
+    Unknown,
+}
+
+impl MetaKind {
+    fn parse(m: &str) -> MetaKind {
+        let parts: Vec<&str> = m.splitn(3, ':').collect();
+        match (
+            parts.first().copied().unwrap_or(""),
+            parts.get(1).copied().unwrap_or(""),
+            parts.get(2),
+        ) {
+            ("count", "args", None) => MetaKind::CountArgs,
+            ("count", "headers", None) => MetaKind::CountHeaders,
+            ("count", "cookies", None) => MetaKind::CountCookies,
+            ("count", "files", None) => MetaKind::CountFiles,
+            ("count", "headers", Some(n)) => MetaKind::CountHeader(n.to_string()),
+            ("count", "args", Some(n)) => MetaKind::CountArg(n.to_string()),
+            ("count", "cookies", Some(n)) => MetaKind::CountCookie(n.to_string()),
+            ("length", "uri", _) => MetaKind::LengthUri,
+            ("length", "path", _) => MetaKind::LengthPath,
+            ("length", "query", _) => MetaKind::LengthQuery,
+            ("length", "body", _) => MetaKind::LengthBody,
+            ("length", "headers", _) => MetaKind::LengthHeaders,
+            ("length", "args", _) => MetaKind::LengthArgs,
+            _ => MetaKind::Unknown,
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Slot {
+    /// Same as the raw value.
+    Raw,
+    /// A value this chain produced.
+    Owned(String),
+    /// Same value as the (Owned) slot of another chain.
+    Ref(usize),
+}
+
+struct Ctx<'a> {
+    vars: Vec<Var<'a>>,
+    host: String,
+    path: String,
+}
+
+fn err(
+    file: &str,
+    id: Option<u32>,
+    key: &str,
+    line: Option<usize>,
+    msg: impl Into<String>,
+) -> RuleLoadError {
+    RuleLoadError {
+        file: file.to_string(),
+        rule_id: id,
+        key: Some(key.to_string()),
+        line,
+        message: msg.into(),
+    }
+}
+
+struct Builder {
+    chains: Vec<ChainInfo>,
+    chain_ids: HashMap<Vec<Transform>, usize>,
+    metas: Vec<String>,
+}
+
+impl Builder {
+    fn chain_id(&mut self, full: &[Transform]) -> usize {
+        if let Some(&id) = self.chain_ids.get(full) {
+            return id;
+        }
+        let parent = if full.is_empty() {
+            0
+        } else {
+            self.chain_id(&full[..full.len() - 1])
+        };
+        let id = self.chains.len();
+        self.chains.push(ChainInfo {
+            parent,
+            last: full.last().copied(),
+            full: full.to_vec(),
+        });
+        self.chain_ids.insert(full.to_vec(), id);
+        id
+    }
+
+    fn meta_id(&mut self, m: String) -> u16 {
+        if let Some(p) = self.metas.iter().position(|x| *x == m) {
+            return p as u16;
+        }
+        self.metas.push(m);
+        (self.metas.len() - 1) as u16
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn condition(
+        &mut self,
+        file: &str,
+        id: u32,
+        line: Option<usize>,
+        key: &str,
+        targets: &[String],
+        transforms: &[String],
+        op_def: &OperatorDef,
+        data: &HashMap<String, Vec<String>>,
+        text: &str,
+    ) -> Result<Condition, RuleLoadError> {
+        let mut include = Vec::new();
+        let mut exclude = Vec::new();
+        if targets.is_empty() {
+            return Err(err(
+                file,
+                Some(id),
+                &format!("{}targets", key),
+                line,
+                "no targets",
+            ));
+        }
+        for t in targets {
+            if is_meta(t) {
+                let m = validate_meta(t)
+                    .map_err(|e| err(file, Some(id), &format!("{}targets", key), line, e))?;
+                let mi = self.meta_id(m);
+                include.push(Selector {
+                    coll: Coll::Meta(mi),
+                    name: NameMatch::Any,
+                    exclude: false,
+                });
+                continue;
+            }
+            let s = parse_selector(t)
+                .map_err(|e| err(file, Some(id), &format!("{}targets", key), line, e))?;
+            if s.exclude {
+                exclude.push(s);
+            } else {
+                include.push(s);
+            }
+        }
+        if include.is_empty() {
+            return Err(err(
+                file,
+                Some(id),
+                &format!("{}targets", key),
+                line,
+                "only exclusions in targets",
+            ));
+        }
+        let mut chain = Vec::new();
+        for t in transforms {
+            if t == "none" {
+                continue;
+            }
+            let tr = Transform::parse(t).ok_or_else(|| {
+                err(
+                    file,
+                    Some(id),
+                    &format!("{}transforms", key),
+                    line,
+                    format!("unknown transformation `{}`", t),
+                )
+            })?;
+            chain.push(tr);
+        }
+        let chain = self.chain_id(&chain);
+        let op = op_def;
+        let mut ops: Vec<Op> = Vec::new();
+        let okey = |k: &str| format!("{}{}", key, k);
+        if let Some(rx) = &op.rx {
+            let rx_line = find_line_after(text, line, "rx").or(line);
+            let r = regex::RegexBuilder::new(&ascii_word_boundaries(rx))
+                .size_limit(8 << 20)
+                .build()
+                .map_err(|e| {
+                    err(
+                        file,
+                        Some(id),
+                        &okey("rx"),
+                        rx_line,
+                        format!("bad regex: {}", e),
+                    )
+                })?;
+            ops.push(Op::Rx(r));
+        }
+        let mut pm_list: Option<Vec<String>> = None;
+        if let Some(p) = &op.pm {
+            pm_list = Some(p.clone());
+        }
+        if let Some(f) = &op.pm_file {
+            if pm_list.is_some() {
+                return Err(err(
+                    file,
+                    Some(id),
+                    &okey("pm_file"),
+                    line,
+                    "both pm and pm_file",
+                ));
+            }
+            let list = resolve_data(data, f).ok_or_else(|| {
+                err(
+                    file,
+                    Some(id),
+                    &okey("pm_file"),
+                    line,
+                    format!("data file `{}` not found", f),
+                )
+            })?;
+            pm_list = Some(list.clone());
+        }
+        if let Some(list) = pm_list {
+            if list.is_empty() || list.iter().any(|s| s.is_empty()) {
+                return Err(err(
+                    file,
+                    Some(id),
+                    &okey("pm"),
+                    line,
+                    "empty phrase list or empty phrase",
+                ));
+            }
+            let ac = AhoCorasickBuilder::new()
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::LeftmostFirst)
+                .build(&list)
+                .map_err(|e| err(file, Some(id), &okey("pm"), line, e.to_string()))?;
+            ops.push(Op::Pm(ac, list));
+        }
+        if let Some(s) = &op.contains {
+            ops.push(Op::Contains(s.clone()));
+        }
+        if let Some(s) = &op.begins_with {
+            ops.push(Op::BeginsWith(s.clone()));
+        }
+        if let Some(s) = &op.ends_with {
+            ops.push(Op::EndsWith(s.clone()));
+        }
+        if let Some(s) = &op.eq {
+            ops.push(Op::Eq(s.clone()));
+        }
+        for (v, c) in [
+            (op.gt, NumCmp::Gt),
+            (op.ge, NumCmp::Ge),
+            (op.lt, NumCmp::Lt),
+            (op.le, NumCmp::Le),
+            (op.num_eq, NumCmp::Eq),
+        ] {
+            if let Some(n) = v {
+                ops.push(Op::Num(c, n));
+            }
+        }
+        if op.detect_sqli == Some(true) {
+            ops.push(Op::DetectSqli);
+        }
+        if op.detect_xss == Some(true) {
+            ops.push(Op::DetectXss);
+        }
+        if op.present == Some(true) {
+            ops.push(Op::Present);
+        }
+        if ops.len() != 1 {
+            return Err(err(
+                file,
+                Some(id),
+                &okey("operator"),
+                line,
+                if ops.is_empty() {
+                    "no operator (rx, pm, pm_file, contains, ...)".to_string()
+                } else {
+                    "more than one operator".to_string()
+                },
+            ));
+        }
+        let op = ops
+            .pop()
+            .ok_or_else(|| err(file, Some(id), key, line, "no operator"))?;
+        Ok(Condition {
+            include,
+            exclude,
+            chain,
+            op,
+            negate: op_def.negate,
+        })
+    }
+}
+
+/// Rewrite `\b` / `\B` into their ASCII forms so the lazy DFA never has to fall back to the
+/// slower engines on non-ASCII input (Unicode word boundaries are not supported by the DFA).
+fn ascii_word_boundaries(rx: &str) -> String {
+    let mut out = String::with_capacity(rx.len() + 16);
+    let mut chars = rx.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some('b') => out.push_str("(?-u:\\b)"),
+                Some('B') => out.push_str("(?-u:\\B)"),
+                Some(n) => {
+                    out.push('\\');
+                    out.push(n);
+                }
+                None => out.push('\\'),
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn find_line_after(text: &str, from: Option<usize>, key: &str) -> Option<usize> {
+    let start = from.unwrap_or(1).saturating_sub(1);
+    for (n, l) in text.lines().enumerate().skip(start) {
+        let t = l.trim_start();
+        if t.starts_with(key) && t[key.len()..].trim_start().starts_with('=') {
+            return Some(n + 1);
+        }
+        if n > start && t.starts_with("[[rule]]") {
+            break;
+        }
+    }
+    None
+}
+
+impl WafPlan {
+    /// Load every `*.toml` under `dir` (recursively) plus data files (`*.txt`, `*.data`).
+    pub fn load_dir(dir: &Path) -> Result<WafPlan, Vec<RuleLoadError>> {
+        let mut files = Vec::new();
+        let mut errs = Vec::new();
+        collect_files(dir, dir, &mut files, &mut errs, 0);
+        if !errs.is_empty() {
+            return Err(errs);
+        }
+        files.sort();
+        WafPlan::from_sources(&files)
+    }
+
+    /// Build from (name, text) pairs: names ending in `.toml` are rule files; others are phrase
+    /// data files referenced by `pm_file` (by relative path or base name).
+    pub fn from_sources(files: &[(String, String)]) -> Result<WafPlan, Vec<RuleLoadError>> {
+        let mut errs: Vec<RuleLoadError> = Vec::new();
+        let mut data: HashMap<String, Vec<String>> = HashMap::new();
+        for (name, text) in files {
+            if !name.ends_with(".toml") {
+                let list = parse_phrase_file(text);
+                let base = name.rsplit('/').next().unwrap_or(name).to_string();
+                data.insert(name.clone(), list.clone());
+                data.insert(base, list);
+            }
+        }
+        let mut b = Builder {
+            chains: Vec::new(),
+            chain_ids: HashMap::new(),
+            metas: Vec::new(),
+        };
+        b.chain_id(&[]);
+        let mut rules: Vec<Rule> = Vec::new();
+        let mut seen: HashMap<u32, (String, usize)> = HashMap::new();
+        for (name, text) in files.iter().filter(|(n, _)| n.ends_with(".toml")) {
+            let rf = match parse_rule_file(name, text) {
+                Ok(r) => r,
+                Err(mut e) => {
+                    errs.append(&mut e);
+                    continue;
+                }
+            };
+            let d = &rf.defaults;
+            for r in &rf.rule {
+                let id = *r.id.get_ref();
+                let line_no = line_of(text, r.id.span().start);
+                let line = Some(line_no);
+                if let Some((f, l)) = seen.get(&id) {
+                    errs.push(err(
+                        name,
+                        Some(id),
+                        "id",
+                        line,
+                        format!("duplicate rule id (first defined at {}:{})", f, l),
+                    ));
+                    continue;
+                }
+                seen.insert(id, (name.clone(), line_no));
+                let category = match r.category.clone().or_else(|| d.category.clone()) {
+                    Some(c) if !c.is_empty() => c,
+                    _ => {
+                        errs.push(err(name, Some(id), "category", line, "missing category"));
+                        continue;
+                    }
+                };
+                let pl = r.paranoia.or(d.paranoia).unwrap_or(1);
+                if !(1..=4).contains(&pl) {
+                    errs.push(err(
+                        name,
+                        Some(id),
+                        "paranoia",
+                        line,
+                        "paranoia must be 1..=4",
+                    ));
+                    continue;
+                }
+                let severity = match r.severity.as_ref().or(d.severity.as_ref()) {
+                    Some(s) => match s.points() {
+                        Ok(p) => p,
+                        Err(e) => {
+                            errs.push(err(name, Some(id), "severity", line, e));
+                            continue;
+                        }
+                    },
+                    None => 5,
+                };
+                let targets = r
+                    .targets
+                    .clone()
+                    .or_else(|| d.targets.clone())
+                    .unwrap_or_default();
+                let transforms = r
+                    .transforms
+                    .clone()
+                    .or_else(|| d.transforms.clone())
+                    .unwrap_or_default();
+                let main = match b.condition(
+                    name,
+                    id,
+                    line,
+                    "",
+                    &targets,
+                    &transforms,
+                    &r.op(),
+                    &data,
+                    text,
+                ) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        errs.push(e);
+                        continue;
+                    }
+                };
+                let mut chain = Vec::new();
+                let mut bad = false;
+                for (i, c) in r.chain.iter().enumerate() {
+                    let tr = c.transforms.clone().unwrap_or_else(|| transforms.clone());
+                    match b.condition(
+                        name,
+                        id,
+                        line,
+                        &format!("chain[{}].", i),
+                        &c.targets,
+                        &tr,
+                        &c.op(),
+                        &data,
+                        text,
+                    ) {
+                        Ok(c) => chain.push(c),
+                        Err(e) => {
+                            errs.push(e);
+                            bad = true;
+                        }
+                    }
+                }
+                if bad {
+                    continue;
+                }
+                let mut tags = d.tags.clone().unwrap_or_default();
+                tags.extend(r.tags.clone().unwrap_or_default());
+                let mut rule = Rule {
+                    id,
+                    message: r.message.clone(),
+                    category,
+                    pl,
+                    severity,
+                    tags,
+                    main,
+                    chain,
+                    require_change: r.require_change,
+                };
+                if let Some(pf) = &r.prefilter {
+                    // Author-provided literals replace extraction; stash them as a Pm-like marker.
+                    rule.tags.push(format!(
+                        "__prefilter:{}",
+                        pf.iter()
+                            .map(|s| s.to_lowercase())
+                            .collect::<Vec<_>>()
+                            .join("\u{1}")
+                    ));
+                }
+                rules.push(rule);
+            }
+        }
+        if !errs.is_empty() {
+            return Err(errs);
+        }
+        rules.sort_by_key(|r| r.id);
+        Ok(WafPlan::assemble(rules, b))
+    }
+
+    fn assemble(mut rules: Vec<Rule>, b: Builder) -> WafPlan {
+        let n_slots = N_FIXED_COLLS + b.metas.len();
+        let mut group_idx: HashMap<(usize, String), usize> = HashMap::new();
+        let mut groups: Vec<Group> = Vec::new();
+        let mut by_slot: Vec<Vec<usize>> = vec![Vec::new(); n_slots];
+        let mut lits_per_group: Vec<Vec<(String, u32)>> = Vec::new();
+        let mut used = vec![false; n_slots];
+        for (ri, rule) in rules.iter_mut().enumerate() {
+            // Explicit prefilter from the rule file.
+            let mut explicit: Option<Vec<String>> = None;
+            if let Some(pos) = rule.tags.iter().position(|t| t.starts_with("__prefilter:")) {
+                let t = rule.tags.remove(pos);
+                let list: Vec<String> = t["__prefilter:".len()..]
+                    .split('\u{1}')
+                    .filter(|s| !s.is_empty())
+                    .map(|s| s.to_string())
+                    .collect();
+                explicit = Some(list);
+            }
+            let lits = if rule.main.negate {
+                None
+            } else {
+                match explicit {
+                    Some(l) if l.is_empty() => None,
+                    Some(l) => Some(l),
+                    None => rule.main.op.literals(),
+                }
+            };
+            let mut colls: Vec<Coll> = rule.main.include.iter().map(|s| s.coll).collect();
+            colls.sort();
+            colls.dedup();
+            for c in rule
+                .chain
+                .iter()
+                .flat_map(|c| c.include.iter().map(|s| s.coll))
+            {
+                used[c.slot(0)] = true;
+            }
+            for coll in colls {
+                let slot = coll.slot(0);
+                used[slot] = true;
+                // Rules that only select variables by exact name go to per-name groups.
+                let sels: Vec<&Selector> = rule
+                    .main
+                    .include
+                    .iter()
+                    .filter(|s| s.coll == coll)
+                    .collect();
+                let names: Vec<String> =
+                    if sels.iter().all(|s| matches!(s.name, NameMatch::Exact(_))) {
+                        sels.iter()
+                            .filter_map(|s| match &s.name {
+                                NameMatch::Exact(n) => Some(n.to_ascii_lowercase()),
+                                _ => None,
+                            })
+                            .collect()
+                    } else {
+                        vec![String::new()]
+                    };
+                for name in names {
+                    let key = (slot, name.clone());
+                    let gi = *group_idx.entry(key).or_insert_with(|| {
+                        groups.push(Group {
+                            name: if name.is_empty() {
+                                None
+                            } else {
+                                Some(name.clone())
+                            },
+                            chains: Vec::new(),
+                            need_chains: Vec::new(),
+                            byte_rules: Vec::new(),
+                            ac: None,
+                            pat_rules: Vec::new(),
+                            always: Vec::new(),
+                        });
+                        lits_per_group.push(Vec::new());
+                        by_slot[slot].push(groups.len() - 1);
+                        groups.len() - 1
+                    });
+                    if !groups[gi].chains.contains(&rule.main.chain) {
+                        groups[gi].chains.push(rule.main.chain);
+                    }
+                    match &lits {
+                        Some(l) => {
+                            for s in l {
+                                lits_per_group[gi].push((s.clone(), ri as u32));
+                            }
+                        }
+                        None => groups[gi].always.push(ri as u32),
+                    }
+                }
+            }
+        }
+        for (gi, lits) in lits_per_group.into_iter().enumerate() {
+            if lits.is_empty() {
+                continue;
+            }
+            let mut pats: Vec<String> = Vec::new();
+            let mut pat_rules: Vec<Vec<u32>> = Vec::new();
+            let mut idx: HashMap<String, usize> = HashMap::new();
+            let mut bytes: BTreeMap<u8, Vec<u32>> = BTreeMap::new();
+            for (s, r) in lits {
+                if s.len() == 1 {
+                    let b = s.as_bytes()[0];
+                    for bb in [b.to_ascii_lowercase(), b.to_ascii_uppercase()] {
+                        let e = bytes.entry(bb).or_default();
+                        if !e.contains(&r) {
+                            e.push(r);
+                        }
+                    }
+                    continue;
+                }
+                let i = *idx.entry(s.clone()).or_insert_with(|| {
+                    pats.push(s.clone());
+                    pat_rules.push(Vec::new());
+                    pats.len() - 1
+                });
+                if !pat_rules[i].contains(&r) {
+                    pat_rules[i].push(r);
+                }
+            }
+            groups[gi].byte_rules = bytes.into_iter().collect();
+            if pats.is_empty() {
+                continue;
+            }
+            match AhoCorasickBuilder::new()
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::Standard)
+                .kind(Some(AhoCorasickKind::DFA))
+                .build(&pats)
+            {
+                Ok(ac) => {
+                    groups[gi].ac = Some(ac);
+                    groups[gi].pat_rules = pat_rules;
+                }
+                Err(_) => {
+                    let mut all: Vec<u32> = pat_rules.into_iter().flatten().collect();
+                    all.sort();
+                    all.dedup();
+                    groups[gi].always.extend(all);
+                }
+            }
+        }
+        // Chains each group needs (with prefixes), in creation order so parents come first.
+        for g in groups.iter_mut() {
+            let mut need: Vec<usize> = Vec::new();
+            for &c0 in &g.chains {
+                let mut c = c0;
+                while c != 0 {
+                    need.push(c);
+                    c = b.chains[c].parent;
+                }
+            }
+            need.sort();
+            need.dedup();
+            g.need_chains = need;
+        }
+        let cookie_header_named = rules.iter().any(|r| {
+            r.main
+                .include
+                .iter()
+                .chain(r.chain.iter().flat_map(|c| c.include.iter()))
+                .any(|s| {
+                    s.coll == Coll::Headers
+                        && !matches!(s.name, NameMatch::Any)
+                        && s.name.matches("cookie")
+                })
+        });
+        WafPlan {
+            rules,
+            chains: b.chains,
+            groups,
+            by_slot,
+            meta_kinds: b.metas.iter().map(|m| MetaKind::parse(m)).collect(),
+            metas: b.metas,
+            used,
+            cookie_header_named,
+        }
+    }
+
+    /// Diagnostic summary of the prefilter layout: (slot, chain, patterns, always-run rule ids).
+    pub fn prefilter_stats(&self) -> Vec<(usize, usize, usize, Vec<u32>)> {
+        let mut out = Vec::new();
+        for (slot, gs) in self.by_slot.iter().enumerate() {
+            for &g in gs {
+                let gr = &self.groups[g];
+                let ids = gr
+                    .always
+                    .iter()
+                    .map(|&r| self.rules[r as usize].id)
+                    .collect();
+                out.push((slot, gr.chains.len(), gr.pat_rules.len(), ids));
+            }
+        }
+        out
+    }
+
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Rule counts per category, indexed by paranoia level 1..=4 (`[pl1, pl2, pl3, pl4]`).
+    pub fn rule_count_by_category_and_pl(&self) -> BTreeMap<String, [usize; 4]> {
+        let mut m: BTreeMap<String, [usize; 4]> = BTreeMap::new();
+        for r in &self.rules {
+            m.entry(r.category.clone()).or_default()[(r.pl.clamp(1, 4) - 1) as usize] += 1;
+        }
+        m
+    }
+
+    pub fn rules(&self) -> Vec<RuleInfo> {
+        self.rules
+            .iter()
+            .map(|r| RuleInfo {
+                id: r.id,
+                category: r.category.clone(),
+                paranoia: r.pl,
+                severity: r.severity,
+                message: r.message.clone(),
+                tags: r.tags.clone(),
+            })
+            .collect()
+    }
+
+    fn build_ctx<'a>(&self, req: &HttpRequest<'a>) -> Ctx<'a> {
+        let mut vars: Vec<Var<'a>> = Vec::with_capacity(64);
+        let used = |c: Coll| self.used.get(c.slot(0)).copied().unwrap_or(false);
+        let push =
+            |vars: &mut Vec<Var<'a>>, coll: Coll, name: Cow<'a, str>, value: Cow<'a, str>| {
+                if vars.len() < MAX_VARS {
+                    vars.push(Var { coll, name, value });
+                }
+            };
+        // Request line pieces.
+        let uri: &'a str = req.uri;
+        let mut path_part: &'a str = uri;
+        let mut host_from_uri = String::new();
+        if let Some(rest) = uri
+            .strip_prefix("http://")
+            .or_else(|| uri.strip_prefix("https://"))
+        {
+            let slash = rest.find('/').unwrap_or(rest.len());
+            host_from_uri = rest[..slash].to_string();
+            path_part = &rest[slash..];
+        }
+        let (raw_path, query): (&'a str, Option<&'a str>) = match path_part.find('?') {
+            Some(p) => (&path_part[..p], Some(&path_part[p + 1..])),
+            None => (path_part, None),
+        };
+        let raw_path = raw_path.split('#').next().unwrap_or(raw_path);
+        let path: Cow<'a, str> = match url_decode_once(raw_path, false) {
+            Some(p) => Cow::Owned(p),
+            None => Cow::Borrowed(raw_path),
+        };
+        let empty = || Cow::Borrowed("");
+        if used(Coll::Method) {
+            push(&mut vars, Coll::Method, empty(), Cow::Borrowed(req.method));
+        }
+        if used(Coll::Protocol) {
+            push(
+                &mut vars,
+                Coll::Protocol,
+                empty(),
+                Cow::Borrowed(req.version),
+            );
+        }
+        if used(Coll::RequestLine) {
+            push(
+                &mut vars,
+                Coll::RequestLine,
+                empty(),
+                Cow::Owned(format!("{} {} {}", req.method, req.uri, req.version)),
+            );
+        }
+        if used(Coll::RequestUriRaw) {
+            push(&mut vars, Coll::RequestUriRaw, empty(), Cow::Borrowed(uri));
+        }
+        if used(Coll::Basename) {
+            let base = path.rsplit('/').next().unwrap_or("").to_string();
+            push(&mut vars, Coll::Basename, empty(), Cow::Owned(base));
+        }
+        if used(Coll::Path) {
+            push(&mut vars, Coll::Path, empty(), path.clone());
+        }
+        if let Some(q) = query {
+            if used(Coll::QueryString) && !q.is_empty() {
+                push(&mut vars, Coll::QueryString, empty(), Cow::Borrowed(q));
+            }
+        }
+        let mut args: Vec<(String, String)> = Vec::new();
+        if let Some(q) = query {
+            parse_urlencoded_into(q.split('#').next().unwrap_or(q), &mut args);
+        }
+        let mut host = host_from_uri;
+        let mut content_type: Option<Cow<'a, str>> = None;
+        let mut cookie_count = 0usize;
+        let mut header_bytes = 0usize;
+        for (n, v) in req.headers.iter() {
+            let n: &'a str = n;
+            header_bytes += n.len() + v.len();
+            let value: Cow<'a, str> = match std::str::from_utf8(v) {
+                Ok(s) => Cow::Borrowed(s),
+                Err(_) => Cow::Owned(bytes_to_string(v)),
+            };
+            if host.is_empty() && n.eq_ignore_ascii_case("host") {
+                host = value.split(':').next().unwrap_or("").to_ascii_lowercase();
+            }
+            if content_type.is_none() && n.eq_ignore_ascii_case("content-type") {
+                content_type = Some(value.clone());
+            }
+            let is_cookie = n.eq_ignore_ascii_case("cookie");
+            if is_cookie {
+                let mut add = |cn: Cow<'a, str>, cv: Cow<'a, str>| {
+                    cookie_count += 1;
+                    if used(Coll::CookieNames) {
+                        push(&mut vars, Coll::CookieNames, cn.clone(), cn.clone());
+                    }
+                    if used(Coll::Cookies) {
+                        push(&mut vars, Coll::Cookies, cn, cv);
+                    }
+                };
+                match &value {
+                    Cow::Borrowed(s) => {
+                        let s: &'a str = s;
+                        for c in s.split(';') {
+                            let c = c.trim();
+                            if c.is_empty() {
+                                continue;
+                            }
+                            match c.find('=') {
+                                Some(p) => add(Cow::Borrowed(&c[..p]), Cow::Borrowed(&c[p + 1..])),
+                                None => add(Cow::Borrowed(""), Cow::Borrowed(c)),
+                            }
+                        }
+                    }
+                    Cow::Owned(s) => {
+                        for c in s.split(';') {
+                            let c = c.trim();
+                            if c.is_empty() {
+                                continue;
+                            }
+                            match c.find('=') {
+                                Some(p) => add(
+                                    Cow::Owned(c[..p].to_string()),
+                                    Cow::Owned(c[p + 1..].to_string()),
+                                ),
+                                None => add(Cow::Borrowed(""), Cow::Owned(c.to_string())),
+                            }
+                        }
+                    }
+                }
+            }
+            if used(Coll::HeaderNames) {
+                push(
+                    &mut vars,
+                    Coll::HeaderNames,
+                    Cow::Borrowed(n),
+                    Cow::Borrowed(n),
+                );
+            }
+            // The Cookie header is inspected through the cookies collection; it only appears in
+            // `headers` when a rule names it explicitly (e.g. `headers:Cookie`).
+            if used(Coll::Headers) && (self.cookie_header_named || !is_cookie) {
+                push(&mut vars, Coll::Headers, Cow::Borrowed(n), value);
+            }
+        }
+        let parsed = parse_body(content_type.as_deref(), req.body, req.body_truncated);
+        let n_files = parsed.files.len();
+        let files = parsed.files;
+        args.extend(parsed.args);
+        // Numbers for meta targets, computed before the arguments move into variables.
+        let mut meta_vals: Vec<usize> = Vec::with_capacity(self.metas.len());
+        for m in &self.meta_kinds {
+            meta_vals.push(match m {
+                MetaKind::CountArgs => args.len(),
+                MetaKind::CountHeaders => req.headers.len(),
+                MetaKind::CountCookies => cookie_count,
+                MetaKind::CountFiles => n_files,
+                MetaKind::CountHeader(n) => req
+                    .headers
+                    .iter()
+                    .filter(|(h, _)| h.eq_ignore_ascii_case(n))
+                    .count(),
+                MetaKind::CountArg(n) => args
+                    .iter()
+                    .filter(|(a, _)| a.eq_ignore_ascii_case(n))
+                    .count(),
+                MetaKind::CountCookie(n) => vars
+                    .iter()
+                    .filter(|v| v.coll == Coll::Cookies && v.name.eq_ignore_ascii_case(n))
+                    .count(),
+                MetaKind::LengthUri => uri.len(),
+                MetaKind::LengthPath => raw_path.len(),
+                MetaKind::LengthQuery => query.map(|q| q.len()).unwrap_or(0),
+                MetaKind::LengthBody => req.body.len(),
+                MetaKind::LengthHeaders => header_bytes,
+                MetaKind::LengthArgs => args.iter().map(|(a, b)| a.len() + b.len()).sum(),
+                MetaKind::Unknown => 0,
+            });
+        }
+        let (want_names, want_args) = (used(Coll::ArgsNames), used(Coll::Args));
+        for (n, v) in args {
+            if want_names && !n.is_empty() {
+                push(
+                    &mut vars,
+                    Coll::ArgsNames,
+                    Cow::Owned(n.clone()),
+                    Cow::Owned(n.clone()),
+                );
+            }
+            if want_args {
+                push(&mut vars, Coll::Args, Cow::Owned(n), Cow::Owned(v));
+            }
+        }
+        if used(Coll::Files) {
+            for (n, f) in files {
+                push(&mut vars, Coll::Files, Cow::Owned(n), Cow::Owned(f));
+            }
+        }
+        if let Some(e) = parsed.error {
+            push(&mut vars, Coll::ReqBodyError, empty(), Cow::Owned(e));
+        }
+        if used(Coll::Body) && !req.body.is_empty() {
+            let body: Cow<'a, str> = match std::str::from_utf8(req.body) {
+                Ok(s) => Cow::Borrowed(s),
+                Err(_) => Cow::Owned(bytes_to_string(req.body)),
+            };
+            push(&mut vars, Coll::Body, empty(), body);
+        }
+        for (i, v) in meta_vals.into_iter().enumerate() {
+            vars.push(Var {
+                coll: Coll::Meta(i as u16),
+                name: empty(),
+                value: Cow::Owned(v.to_string()),
+            });
+        }
+        Ctx {
+            vars,
+            host,
+            path: path.into_owned(),
+        }
+    }
+
+    /// Evaluate a request under a policy.
+    pub fn evaluate(&self, req: &HttpRequest<'_>, policy: &Policy) -> Verdict {
+        if policy.mode == Mode::Off {
+            return Verdict::default();
+        }
+        let ctx = self.build_ctx(req);
+        let excl: Vec<&Exclusion> = policy
+            .exclusions
+            .iter()
+            .filter(|e| e.applies_to_request(&ctx.host, &ctx.path))
+            .collect();
+        let n = self.rules.len();
+        let mut matched = vec![false; n];
+        let mut stamp = vec![0u32; n];
+        let mut cur_stamp = 0u32;
+        let mut matches: Vec<RuleMatch> = Vec::new();
+        let mut score = 0u32;
+        let mut cache: Vec<Slot> = vec![Slot::Raw; self.chains.len()];
+        let mut cands: Vec<u32> = Vec::new();
+        // Memo of (source value, transform) -> result for the current variable, kept in a
+        // thread-local table with generation stamps so it is never re-initialised per request.
+        let mut memo = MEMO.with(|m| std::mem::take(&mut *m.borrow_mut()));
+        let memo_len = (self.chains.len() + 1) * N_TRANSFORMS;
+        if memo.table.len() != memo_len {
+            memo.table = vec![(0, u32::MAX); memo_len];
+            memo.stamp = 0;
+        }
+        for var in ctx.vars.iter() {
+            let slot = var.coll.slot(0);
+            let Some(gs) = self.by_slot.get(slot) else {
+                continue;
+            };
+            if gs.is_empty() {
+                continue;
+            }
+            memo.stamp = memo.stamp.wrapping_add(1);
+            if memo.stamp == 0 {
+                memo.table.iter_mut().for_each(|e| *e = (0, u32::MAX));
+                memo.stamp = 1;
+            }
+            for &g in gs {
+                let group = &self.groups[g];
+                if let Some(n) = &group.name {
+                    if !var.name.eq_ignore_ascii_case(n) {
+                        continue;
+                    }
+                }
+                for &c in &group.need_chains {
+                    let info = &self.chains[c];
+                    let Some(t) = info.last else {
+                        cache[c] = Slot::Raw;
+                        continue;
+                    };
+                    // Source of the parent's value: usize::MAX for the raw value, else an Owned slot.
+                    let src = if info.parent == 0 {
+                        usize::MAX
+                    } else {
+                        match &cache[info.parent] {
+                            Slot::Raw => usize::MAX,
+                            Slot::Owned(_) => info.parent,
+                            Slot::Ref(k) => *k,
+                        }
+                    };
+                    let mi =
+                        (if src == usize::MAX { 0 } else { src + 1 }) * N_TRANSFORMS + t as usize;
+                    if memo.table[mi].0 == memo.stamp {
+                        // Already computed for this variable (possibly by this very chain in an
+                        // earlier group, in which case the slot holds the value itself).
+                        let k = memo.table[mi].1;
+                        if k == u32::MAX {
+                            cache[c] = Slot::Raw;
+                        } else if k as usize != c {
+                            cache[c] = Slot::Ref(k as usize);
+                        }
+                        continue;
+                    }
+                    let input: &str = if src == usize::MAX {
+                        &var.value
+                    } else {
+                        match &cache[src] {
+                            Slot::Owned(v) => v,
+                            _ => &var.value,
+                        }
+                    };
+                    let result = match t.apply(input) {
+                        Some(v) => Slot::Owned(v),
+                        None => {
+                            if src == usize::MAX {
+                                Slot::Raw
+                            } else {
+                                Slot::Ref(src)
+                            }
+                        }
+                    };
+                    let as_ref = match &result {
+                        Slot::Owned(_) => c as u32,
+                        Slot::Ref(k) => *k as u32,
+                        Slot::Raw => u32::MAX,
+                    };
+                    cache[c] = result;
+                    memo.table[mi] = (memo.stamp, as_ref);
+                }
+                // Distinct transformed values of this variable (most chains leave typical values unchanged).
+                let mut distinct: Vec<&str> = Vec::with_capacity(4);
+                distinct.push(&var.value);
+                for &c in &group.need_chains {
+                    if let Slot::Owned(v) = &cache[c] {
+                        // The prefilter automaton is ASCII case-insensitive, so values that differ only
+                        // in ASCII case need a single pass.
+                        if !distinct
+                            .iter()
+                            .any(|d| d.len() == v.len() && d.eq_ignore_ascii_case(v))
+                        {
+                            distinct.push(v.as_str());
+                        }
+                    }
+                }
+                if group.ac.is_some() || !group.byte_rules.is_empty() {
+                    cur_stamp = cur_stamp.wrapping_add(1);
+                    cands.clear();
+                    for d in distinct.iter() {
+                        if !group.byte_rules.is_empty() {
+                            let mut present = [0u64; 4];
+                            for &b in d.as_bytes() {
+                                present[(b >> 6) as usize] |= 1u64 << (b & 63);
+                            }
+                            for (b, rs) in &group.byte_rules {
+                                if present[(*b >> 6) as usize] & (1u64 << (*b & 63)) == 0 {
+                                    continue;
+                                }
+                                for &r in rs {
+                                    if stamp[r as usize] != cur_stamp {
+                                        stamp[r as usize] = cur_stamp;
+                                        cands.push(r);
+                                    }
+                                }
+                            }
+                        }
+                        let Some(ac) = &group.ac else { continue };
+                        for m in ac.find_overlapping_iter(*d) {
+                            if let Some(rs) = group.pat_rules.get(m.pattern().as_usize()) {
+                                for &r in rs {
+                                    if stamp[r as usize] != cur_stamp {
+                                        stamp[r as usize] = cur_stamp;
+                                        cands.push(r);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    cands.sort_unstable();
+                    for &r in cands.iter() {
+                        let r = r as usize;
+                        let val =
+                            resolve(&cache, &self.chains, self.rules[r].main.chain, &var.value);
+                        if self.rules[r].require_change
+                            && self.unchanged(&cache, r, val, &var.value)
+                        {
+                            continue;
+                        }
+                        self.try_rule(
+                            r,
+                            var,
+                            val,
+                            &ctx,
+                            policy,
+                            &excl,
+                            &mut matched,
+                            &mut matches,
+                            &mut score,
+                        );
+                    }
+                }
+                for &r in &group.always {
+                    let r = r as usize;
+                    let val = resolve(&cache, &self.chains, self.rules[r].main.chain, &var.value);
+                    if self.rules[r].require_change && self.unchanged(&cache, r, val, &var.value) {
+                        continue;
+                    }
+                    self.try_rule(
+                        r,
+                        var,
+                        val,
+                        &ctx,
+                        policy,
+                        &excl,
+                        &mut matched,
+                        &mut matches,
+                        &mut score,
+                    );
+                }
+            }
+        }
+        MEMO.with(|m| *m.borrow_mut() = memo);
+        matches.sort_by_key(|m| m.rule_id);
+        let over = score >= policy.anomaly_threshold;
+        Verdict {
+            score,
+            blocked: over && policy.mode == Mode::Prevention,
+            over_threshold: over,
+            matches,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn try_rule(
+        &self,
+        r: usize,
+        var: &Var,
+        val: &str,
+        ctx: &Ctx,
+        policy: &Policy,
+        excl: &[&Exclusion],
+        matched: &mut [bool],
+        matches: &mut Vec<RuleMatch>,
+        score: &mut u32,
+    ) {
+        if matched[r] {
+            return;
+        }
+        let rule = &self.rules[r];
+        if !rule.main.selects(var.coll, &var.name) {
+            return;
+        }
+        let Some(sev) = policy.effective(rule.id, rule.severity, rule.pl) else {
+            return;
+        };
+        let Some(data) = rule.main.eval(val) else {
+            return;
+        };
+        for e in excl {
+            if !e.covers_rule(rule.id) {
+                continue;
+            }
+            match &e.target {
+                None => return,
+                Some((c, nm)) => {
+                    if c.family() == var.coll.family() && nm.matches(&var.name) {
+                        return;
+                    }
+                }
+            }
+        }
+        for cond in &rule.chain {
+            if !self.cond_any(cond, ctx) {
+                return;
+            }
+        }
+        matched[r] = true;
+        *score = score.saturating_add(sev);
+        let target = match var.coll {
+            Coll::Meta(i) => self
+                .metas
+                .get(i as usize)
+                .cloned()
+                .unwrap_or_default()
+                .to_uppercase(),
+            c if c.named() => format!("{}:{}", c.label(), var.name),
+            c => c.label().to_string(),
+        };
+        matches.push(RuleMatch {
+            rule_id: rule.id,
+            category: rule.category.clone(),
+            message: rule.message.clone(),
+            severity: sev,
+            paranoia: rule.pl,
+            target,
+            data,
+        });
+    }
+
+    /// True when the last transformation of rule `r`'s chain left the value unchanged.
+    fn unchanged(&self, cache: &[Slot], r: usize, val: &str, raw: &str) -> bool {
+        let c = self.rules[r].main.chain;
+        let parent = self.chains.get(c).map(|i| i.parent).unwrap_or(0);
+        let pv = resolve(cache, &self.chains, parent, raw);
+        std::ptr::eq(pv.as_ptr(), val.as_ptr()) && pv.len() == val.len()
+    }
+
+    fn cond_any(&self, cond: &Condition, ctx: &Ctx) -> bool {
+        let chain = &self.chains[cond.chain].full;
+        ctx.vars.iter().any(|v| {
+            cond.selects(v.coll, &v.name) && cond.eval(&apply_chain(chain, &v.value)).is_some()
+        })
+    }
+}
+
+#[derive(Default)]
+struct Memo {
+    table: Vec<(u32, u32)>,
+    stamp: u32,
+}
+
+thread_local! {
+    static MEMO: std::cell::RefCell<Memo> = std::cell::RefCell::new(Memo::default());
+}
+
+#[inline]
+fn resolve<'a>(cache: &'a [Slot], _chains: &[ChainInfo], c: usize, raw: &'a str) -> &'a str {
+    if c == 0 {
+        return raw;
+    }
+    match cache.get(c) {
+        Some(Slot::Owned(s)) => s,
+        Some(Slot::Ref(k)) => match cache.get(*k) {
+            Some(Slot::Owned(s)) => s,
+            _ => raw,
+        },
+        _ => raw,
+    }
+}
+
+fn collect_files(
+    root: &Path,
+    dir: &Path,
+    out: &mut Vec<(String, String)>,
+    errs: &mut Vec<RuleLoadError>,
+    depth: usize,
+) {
+    if depth > 8 {
+        return;
+    }
+    let rd = match std::fs::read_dir(dir) {
+        Ok(r) => r,
+        Err(e) => {
+            errs.push(RuleLoadError {
+                file: dir.display().to_string(),
+                rule_id: None,
+                key: None,
+                line: None,
+                message: e.to_string(),
+            });
+            return;
+        }
+    };
+    let mut entries: Vec<_> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            collect_files(root, &p, out, errs, depth + 1);
+            continue;
+        }
+        let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
+        if !matches!(ext, "toml" | "txt" | "data") {
+            continue;
+        }
+        let rel = p
+            .strip_prefix(root)
+            .unwrap_or(&p)
+            .to_string_lossy()
+            .replace('\\', "/");
+        match std::fs::read_to_string(&p) {
+            Ok(t) => out.push((rel, t)),
+            Err(e) => errs.push(RuleLoadError {
+                file: rel,
+                rule_id: None,
+                key: None,
+                line: None,
+                message: e.to_string(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,447 @@
+//! Per-site policy: mode, paranoia level, threshold, rule enable/disable/overrides and exclusions.
+
+use std::collections::{HashMap, HashSet};
+
+use regex::Regex;
+use serde::Deserialize;
+
+use super::target::{Coll, NameMatch};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Block requests whose score reaches the threshold.
+    #[default]
+    Prevention,
+    /// Evaluate and report, never block.
+    Detection,
+    /// Do not evaluate at all.
+    Off,
+}
+
+/// A rule id or an inclusive id range written as `"942100-942199"`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum RuleIdSpec {
+    Id(u32),
+    Range(String),
+}
+
+impl RuleIdSpec {
+    fn to_range(&self) -> Result<(u32, u32), String> {
+        match self {
+            RuleIdSpec::Id(i) => Ok((*i, *i)),
+            RuleIdSpec::Range(s) => {
+                let s = s.trim();
+                if let Some((a, b)) = s.split_once('-') {
+                    let a: u32 = a
+                        .trim()
+                        .parse()
+                        .map_err(|_| format!("bad rule id range {:?}", s))?;
+                    let b: u32 = b
+                        .trim()
+                        .parse()
+                        .map_err(|_| format!("bad rule id range {:?}", s))?;
+                    if a > b {
+                        return Err(format!("bad rule id range {:?}", s));
+                    }
+                    Ok((a, b))
+                } else {
+                    let a: u32 = s.parse().map_err(|_| format!("bad rule id {:?}", s))?;
+                    Ok((a, a))
+                }
+            }
+        }
+    }
+}
+
+/// Severity given by name or as a number of anomaly points.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum SeveritySpec {
+    Points(u32),
+    Name(String),
+}
+
+impl SeveritySpec {
+    pub fn points(&self) -> Result<u32, String> {
+        match self {
+            SeveritySpec::Points(p) => Ok(*p),
+            SeveritySpec::Name(n) => {
+                severity_points(n).ok_or_else(|| format!("unknown severity {:?}", n))
+            }
+        }
+    }
+}
+
+pub fn severity_points(name: &str) -> Option<u32> {
+    Some(match name.to_ascii_lowercase().as_str() {
+        "critical" => 5,
+        "error" => 4,
+        "warning" => 3,
+        "notice" => 2,
+        "info" => 0,
+        _ => return None,
+    })
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RuleOverrideConfig {
+    pub id: u32,
+    #[serde(default)]
+    pub severity: Option<SeveritySpec>,
+    #[serde(default)]
+    pub paranoia: Option<u8>,
+    /// Force-enable a rule regardless of paranoia level.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+/// An exclusion. With no `target` the matched rules are disabled entirely (optionally only for
+/// `host` / `path_prefix`); with a `target` ("args", "headers", "cookies", "args_names", ...) only
+/// variables of that collection whose name matches the `name_*` condition are skipped.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ExclusionConfig {
+    /// Rule ids or ranges; empty means all rules.
+    #[serde(default)]
+    pub rules: Vec<RuleIdSpec>,
+    #[serde(default)]
+    pub target: Option<String>,
+    #[serde(default)]
+    pub name_equals: Option<String>,
+    #[serde(default)]
+    pub name_starts_with: Option<String>,
+    #[serde(default)]
+    pub name_ends_with: Option<String>,
+    #[serde(default)]
+    pub name_contains: Option<String>,
+    #[serde(default)]
+    pub name_regex: Option<String>,
+    /// Exact host (port ignored) or `*.suffix`.
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+}
+
+fn d_pl() -> u8 {
+    1
+}
+fn d_threshold() -> u32 {
+    5
+}
+fn d_body_limit() -> usize {
+    128 * 1024
+}
+
+/// Serde form of a policy, e.g. a `[waf]` table in the proxy config.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default = "d_pl")]
+    pub paranoia_level: u8,
+    #[serde(default = "d_threshold")]
+    pub anomaly_threshold: u32,
+    #[serde(default)]
+    pub disabled_rules: Vec<RuleIdSpec>,
+    #[serde(default)]
+    pub overrides: Vec<RuleOverrideConfig>,
+    #[serde(default)]
+    pub exclusions: Vec<ExclusionConfig>,
+    /// Bytes of body inspected (the caller buffers up to this much).
+    #[serde(default = "d_body_limit")]
+    pub body_limit: usize,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            mode: Mode::Prevention,
+            paranoia_level: 1,
+            anomaly_threshold: 5,
+            disabled_rules: Vec::new(),
+            overrides: Vec::new(),
+            exclusions: Vec::new(),
+            body_limit: d_body_limit(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Exclusion {
+    pub rules: Vec<(u32, u32)>,
+    /// None = whole rule.
+    pub target: Option<(Coll, NameMatch)>,
+    pub host: Option<String>,
+    pub path_prefix: Option<String>,
+}
+
+impl Exclusion {
+    pub fn covers_rule(&self, id: u32) -> bool {
+        self.rules.is_empty() || self.rules.iter().any(|(a, b)| id >= *a && id <= *b)
+    }
+
+    pub fn applies_to_request(&self, host: &str, path: &str) -> bool {
+        if let Some(h) = &self.host {
+            let ok = if let Some(suffix) = h.strip_prefix("*.") {
+                host.len() > suffix.len()
+                    && host.ends_with(suffix)
+                    && host[..host.len() - suffix.len()].ends_with('.')
+            } else {
+                host.eq_ignore_ascii_case(h)
+            };
+            if !ok {
+                return false;
+            }
+        }
+        if let Some(p) = &self.path_prefix {
+            if !path.starts_with(p.as_str()) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RuleOverride {
+    pub severity: Option<u32>,
+    pub paranoia: Option<u8>,
+    pub enabled: Option<bool>,
+}
+
+/// Compiled policy, cheap to consult per request.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub mode: Mode,
+    pub paranoia_level: u8,
+    pub anomaly_threshold: u32,
+    pub disabled_rules: Vec<(u32, u32)>,
+    pub overrides: HashMap<u32, RuleOverride>,
+    pub exclusions: Vec<Exclusion>,
+    pub body_limit: usize,
+    disabled_set: HashSet<u32>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy::from_config(&PolicyConfig::default()).unwrap_or_else(|_| Policy {
+            mode: Mode::Prevention,
+            paranoia_level: 1,
+            anomaly_threshold: 5,
+            disabled_rules: Vec::new(),
+            overrides: HashMap::new(),
+            exclusions: Vec::new(),
+            body_limit: d_body_limit(),
+            disabled_set: HashSet::new(),
+        })
+    }
+}
+
+impl Policy {
+    pub fn new(mode: Mode, paranoia_level: u8, anomaly_threshold: u32) -> Policy {
+        Policy {
+            mode,
+            paranoia_level,
+            anomaly_threshold,
+            ..Policy::default()
+        }
+    }
+
+    pub fn from_config(c: &PolicyConfig) -> Result<Policy, String> {
+        if !(1..=4).contains(&c.paranoia_level) {
+            return Err(format!(
+                "paranoia_level must be 1..=4, got {}",
+                c.paranoia_level
+            ));
+        }
+        if c.anomaly_threshold == 0 {
+            return Err("anomaly_threshold must be at least 1".to_string());
+        }
+        let mut disabled_rules = Vec::new();
+        let mut disabled_set = HashSet::new();
+        for d in &c.disabled_rules {
+            let (a, b) = d.to_range()?;
+            if a == b {
+                disabled_set.insert(a);
+            } else {
+                disabled_rules.push((a, b));
+            }
+        }
+        let mut overrides = HashMap::new();
+        for o in &c.overrides {
+            let severity = match &o.severity {
+                Some(s) => Some(
+                    s.points()
+                        .map_err(|e| format!("override for rule {}: {}", o.id, e))?,
+                ),
+                None => None,
+            };
+            if let Some(p) = o.paranoia {
+                if !(1..=4).contains(&p) {
+                    return Err(format!(
+                        "override for rule {}: paranoia must be 1..=4",
+                        o.id
+                    ));
+                }
+            }
+            overrides.insert(
+                o.id,
+                RuleOverride {
+                    severity,
+                    paranoia: o.paranoia,
+                    enabled: o.enabled,
+                },
+            );
+        }
+        let mut exclusions = Vec::new();
+        for (i, e) in c.exclusions.iter().enumerate() {
+            let rules = e
+                .rules
+                .iter()
+                .map(|r| r.to_range())
+                .collect::<Result<Vec<_>, _>>()?;
+            let name = if let Some(s) = &e.name_equals {
+                NameMatch::Exact(s.to_ascii_lowercase())
+            } else if let Some(s) = &e.name_starts_with {
+                NameMatch::StartsWith(s.to_ascii_lowercase())
+            } else if let Some(s) = &e.name_ends_with {
+                NameMatch::EndsWith(s.to_ascii_lowercase())
+            } else if let Some(s) = &e.name_contains {
+                NameMatch::Contains(s.to_ascii_lowercase())
+            } else if let Some(s) = &e.name_regex {
+                NameMatch::Regex(
+                    Regex::new(&format!("(?i){}", s))
+                        .map_err(|err| format!("exclusion #{}: bad name_regex: {}", i + 1, err))?,
+                )
+            } else {
+                NameMatch::Any
+            };
+            let target = match &e.target {
+                Some(t) => {
+                    let coll = Coll::parse(t)
+                        .ok_or_else(|| format!("exclusion #{}: unknown target {:?}", i + 1, t))?;
+                    Some((coll, name))
+                }
+                None => {
+                    if !matches!(name, NameMatch::Any) {
+                        return Err(format!("exclusion #{}: name_* needs a target", i + 1));
+                    }
+                    None
+                }
+            };
+            exclusions.push(Exclusion {
+                rules,
+                target,
+                host: e.host.clone(),
+                path_prefix: e.path_prefix.clone(),
+            });
+        }
+        Ok(Policy {
+            mode: c.mode,
+            paranoia_level: c.paranoia_level,
+            anomaly_threshold: c.anomaly_threshold,
+            disabled_rules,
+            overrides,
+            exclusions,
+            body_limit: c.body_limit,
+            disabled_set,
+        })
+    }
+
+    /// Parse a TOML policy document (the fields of [`PolicyConfig`] at top level).
+    pub fn from_toml(text: &str) -> Result<Policy, String> {
+        let c: PolicyConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        Policy::from_config(&c)
+    }
+
+    pub fn is_disabled(&self, id: u32) -> bool {
+        (!self.disabled_set.is_empty() && self.disabled_set.contains(&id))
+            || self
+                .disabled_rules
+                .iter()
+                .any(|(a, b)| id >= *a && id <= *b)
+    }
+
+    /// Effective (enabled, severity, paranoia) of a rule under this policy.
+    #[inline]
+    pub fn effective(&self, id: u32, severity: u32, pl: u8) -> Option<u32> {
+        if self.is_disabled(id) {
+            return None;
+        }
+        let (mut sev, mut p, mut forced) = (severity, pl, false);
+        if !self.overrides.is_empty() {
+            if let Some(o) = self.overrides.get(&id) {
+                if let Some(s) = o.severity {
+                    sev = s;
+                }
+                if let Some(x) = o.paranoia {
+                    p = x;
+                }
+                match o.enabled {
+                    Some(false) => return None,
+                    Some(true) => forced = true,
+                    None => {}
+                }
+            }
+        }
+        if !forced && p > self.paranoia_level {
+            return None;
+        }
+        Some(sev)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_policy() {
+        let p = Policy::from_toml(
+            r#"
+mode = "detection"
+paranoia_level = 2
+anomaly_threshold = 10
+disabled_rules = [942100, "941000-941999"]
+[[overrides]]
+id = 920350
+severity = "notice"
+paranoia = 3
+[[exclusions]]
+rules = [942100]
+target = "args"
+name_starts_with = "utm_"
+[[exclusions]]
+host = "*.example.com"
+path_prefix = "/admin"
+"#,
+        )
+        .unwrap();
+        assert_eq!(p.mode, Mode::Detection);
+        assert!(p.is_disabled(942100));
+        assert!(p.is_disabled(941500));
+        assert!(!p.is_disabled(942101));
+        assert_eq!(p.effective(920350, 5, 1), None); // moved to PL3 > PL2
+        assert_eq!(p.effective(920351, 5, 2), Some(5));
+        assert!(p.exclusions[1].applies_to_request("a.example.com", "/admin/x"));
+        assert!(!p.exclusions[1].applies_to_request("example.com", "/admin/x"));
+        assert!(!p.exclusions[1].applies_to_request("a.example.com", "/public"));
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_values() {
+        assert!(Policy::from_toml("modes = \"off\"").is_err());
+        assert!(Policy::from_toml("paranoia_level = 7").is_err());
+        assert!(Policy::from_toml("[[exclusions]]\nname_equals = \"x\"").is_err());
+        let d = Policy::default();
+        assert_eq!(
+            (d.mode, d.paranoia_level, d.anomaly_threshold),
+            (Mode::Prevention, 1, 5)
+        );
+    }
+}

@@ -1,0 +1,199 @@
+//! Engine-level unit tests: loader errors, exclusions, paranoia filtering, scoring.
+
+use super::*;
+
+fn plan(src: &str) -> Result<WafPlan, Vec<RuleLoadError>> {
+    WafPlan::from_sources(&[("test.toml".to_string(), src.to_string())])
+}
+
+fn eval(p: &WafPlan, policy: &Policy, raw: &str) -> Verdict {
+    let r = parse_raw_request(raw.as_bytes()).expect("request parses");
+    r.with_request(|req| p.evaluate(req, policy))
+}
+
+const RULES: &str = r#"
+[defaults]
+category = "test"
+targets = ["args"]
+transforms = ["url_decode", "lowercase"]
+
+[[rule]]
+id = 1
+message = "union select"
+rx = '''union\s+select'''
+
+[[rule]]
+id = 2
+message = "pl2 rule"
+paranoia = 2
+severity = "warning"
+contains = "select"
+
+[[rule]]
+id = 3
+message = "scanner"
+severity = "notice"
+targets = ["headers:User-Agent"]
+pm = ["sqlmap", "nikto"]
+
+[[rule]]
+id = 4
+message = "chained"
+targets = ["args:a"]
+eq = "x"
+chain = [{ targets = ["args:b"], eq = "y" }]
+"#;
+
+#[test]
+fn loader_reports_bad_regex_with_line_and_id() {
+    let src = "[[rule]]\nid = 7\nmessage = \"m\"\ncategory = \"c\"\ntargets = [\"args\"]\nrx = '''(unclosed'''\n";
+    let errs = plan(src).unwrap_err();
+    assert_eq!(errs.len(), 1);
+    let e = &errs[0];
+    assert_eq!(e.rule_id, Some(7));
+    assert_eq!(e.line, Some(6));
+    let s = e.to_string();
+    assert!(s.starts_with("test.toml:6: rule 7 (rx)"), "{}", s);
+}
+
+#[test]
+fn loader_rejects_unknown_key_duplicate_id_and_bad_targets() {
+    let errs = plan("[[rule]]\nid = 1\nmessage = \"m\"\ncategory = \"c\"\ntargets = [\"args\"]\nrx = 'a'\nbogus = 1\n").unwrap_err();
+    assert!(
+        errs[0].message.contains("unknown key `bogus`"),
+        "{:?}",
+        errs
+    );
+    assert_eq!(errs[0].line, Some(7));
+    let dup = "[[rule]]\nid = 1\nmessage = \"m\"\ncategory = \"c\"\ntargets = [\"args\"]\nrx = 'a'\n[[rule]]\nid = 1\nmessage = \"m\"\ncategory = \"c\"\ntargets = [\"args\"]\nrx = 'b'\n";
+    let errs = plan(dup).unwrap_err();
+    assert!(errs[0].message.contains("duplicate rule id"), "{:?}", errs);
+    assert_eq!(errs[0].line, Some(8));
+    let errs = plan(
+        "[[rule]]\nid = 1\nmessage = \"m\"\ncategory = \"c\"\ntargets = [\"nope\"]\nrx = 'a'\n",
+    )
+    .unwrap_err();
+    assert!(errs[0].message.contains("unknown target"));
+    let errs = plan("[[rule]]\nid = 1\nmessage = \"m\"\ncategory = \"c\"\ntargets = [\"args\"]\n")
+        .unwrap_err();
+    assert!(errs[0].message.contains("no operator"));
+    let errs = plan("[[rule]]\nid = 1\nmessage = \"m\"\ncategory = \"c\"\ntargets = [\"args\"]\npm_file = \"missing.txt\"\n").unwrap_err();
+    assert!(errs[0].message.contains("not found"));
+    let errs = plan("[[rule]]\nid = 1\nmessage = \"m\"\ncategory = \"c\"\ntargets = [\"args\"]\ntransforms = [\"rot13\"]\nrx = 'a'\n").unwrap_err();
+    assert!(errs[0].message.contains("unknown transformation"));
+    let errs = plan("not toml = = =").unwrap_err();
+    assert!(errs[0].line.is_some());
+}
+
+#[test]
+fn scoring_threshold_and_modes() {
+    let p = plan(RULES).unwrap();
+    let mut pol = Policy::default();
+    let v = eval(
+        &p,
+        &pol,
+        "GET /?q=1%20UNION%20SELECT%202 HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    assert_eq!(v.score, 5);
+    assert!(v.blocked);
+    assert_eq!(v.matches[0].rule_id, 1);
+    assert_eq!(v.matches[0].target, "ARGS:q");
+    // notice (2) alone does not block
+    let v = eval(
+        &p,
+        &pol,
+        "GET / HTTP/1.1\r\nHost: x\r\nUser-Agent: Nikto\r\n\r\n",
+    );
+    assert_eq!((v.score, v.blocked), (2, false));
+    pol.mode = Mode::Detection;
+    let v = eval(&p, &pol, "GET /?q=union%20select HTTP/1.1\r\n\r\n");
+    assert!(!v.blocked && v.over_threshold);
+    pol.mode = Mode::Off;
+    let v = eval(&p, &pol, "GET /?q=union%20select HTTP/1.1\r\n\r\n");
+    assert_eq!(v.score, 0);
+}
+
+#[test]
+fn paranoia_filtering_and_overrides() {
+    let p = plan(RULES).unwrap();
+    let mut pol = Policy::default();
+    let v = eval(&p, &pol, "GET /?q=select HTTP/1.1\r\n\r\n");
+    assert!(v.matches.is_empty(), "PL2 rule must not run at PL1");
+    pol.paranoia_level = 2;
+    let v = eval(&p, &pol, "GET /?q=select HTTP/1.1\r\n\r\n");
+    assert_eq!(v.score, 3);
+    let pol = Policy::from_toml(
+        "disabled_rules = [1]\n[[overrides]]\nid = 2\nparanoia = 1\nseverity = \"critical\"\n",
+    )
+    .unwrap();
+    let v = eval(&p, &pol, "GET /?q=union%20select HTTP/1.1\r\n\r\n");
+    assert_eq!(
+        v.matches.iter().map(|m| m.rule_id).collect::<Vec<_>>(),
+        vec![2]
+    );
+    assert_eq!(v.score, 5);
+}
+
+#[test]
+fn exclusions_by_target_host_and_path() {
+    let p = plan(RULES).unwrap();
+    let req = "GET /api/x?q=union%20select&utm_a=union%20select HTTP/1.1\r\nHost: shop.example.com\r\n\r\n";
+    let pol =
+        Policy::from_toml("[[exclusions]]\nrules = [1]\ntarget = \"args\"\nname_equals = \"q\"\n")
+            .unwrap();
+    let v = eval(&p, &pol, req);
+    assert_eq!(v.matches.len(), 1);
+    assert_eq!(v.matches[0].target, "ARGS:utm_a");
+    let pol = Policy::from_toml(
+        "[[exclusions]]\nrules = [\"1-1\"]\ntarget = \"args\"\nname_regex = \"^(q|utm_)\"\n",
+    )
+    .unwrap();
+    assert!(eval(&p, &pol, req).matches.is_empty());
+    let pol =
+        Policy::from_toml("[[exclusions]]\nhost = \"*.example.com\"\npath_prefix = \"/api\"\n")
+            .unwrap();
+    assert!(eval(&p, &pol, req).matches.is_empty());
+    let pol = Policy::from_toml("[[exclusions]]\nhost = \"other.com\"\n").unwrap();
+    assert_eq!(eval(&p, &pol, req).matches.len(), 1);
+}
+
+#[test]
+fn chains_require_all_conditions() {
+    let p = plan(RULES).unwrap();
+    let pol = Policy::default();
+    assert_eq!(
+        eval(&p, &pol, "GET /?a=x&b=y HTTP/1.1\r\n\r\n")
+            .matches
+            .len(),
+        1
+    );
+    assert!(eval(&p, &pol, "GET /?a=x&b=z HTTP/1.1\r\n\r\n")
+        .matches
+        .is_empty());
+}
+
+#[test]
+fn default_plan_compiles_and_handles_hostile_input() {
+    let p = default_plan()
+        .unwrap_or_else(|e| panic!("{:?}", e.iter().map(|x| x.to_string()).collect::<Vec<_>>()));
+    assert!(p.rule_count() > 100);
+    let pol = Policy::default();
+    let deep = format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\r\n{}",
+        "[".repeat(50_000)
+    );
+    let v = eval(&p, &pol, &deep);
+    assert!(v.matches.iter().any(|m| m.rule_id == 920120));
+    let junk: Vec<u8> = (0..4096u32).map(|i| (i * 7919 % 256) as u8).collect();
+    let mut raw = b"POST /%ff%c0%af?%u12 HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=a\r\n\r\n".to_vec();
+    raw.extend_from_slice(&junk);
+    let r = parse_raw_request(&raw).unwrap();
+    let _ = r.with_request(|req| p.evaluate(req, &pol));
+}
+
+#[test]
+fn plan_and_policy_are_shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<WafPlan>();
+    assert_send_sync::<Policy>();
+}

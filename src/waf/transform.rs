@@ -1,0 +1,921 @@
+//! Transformations applied to a target value before an operator runs.
+//! Each function returns `None` when the input is unchanged (so callers can reuse the input).
+
+use std::borrow::Cow;
+
+/// Number of [`Transform`] variants (for per-transform tables).
+pub const N_TRANSFORMS: usize = 18;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Transform {
+    UrlDecode,
+    HtmlEntityDecode,
+    JsDecode,
+    CssDecode,
+    Lowercase,
+    CompressWhitespace,
+    RemoveWhitespace,
+    RemoveNulls,
+    NormalizePath,
+    Base64Decode,
+    CmdLine,
+    RemoveComments,
+    ReplaceComments,
+    Utf8Overlong,
+    Trim,
+    Length,
+    HexDecode,
+    Base64DecodeEmbedded,
+}
+
+impl Transform {
+    pub fn parse(name: &str) -> Option<Transform> {
+        Some(match name {
+            "url_decode" | "url_decode_uni" => Transform::UrlDecode,
+            "html_entity_decode" => Transform::HtmlEntityDecode,
+            "js_decode" => Transform::JsDecode,
+            "css_decode" => Transform::CssDecode,
+            "lowercase" => Transform::Lowercase,
+            "compress_whitespace" => Transform::CompressWhitespace,
+            "remove_whitespace" => Transform::RemoveWhitespace,
+            "remove_nulls" => Transform::RemoveNulls,
+            "normalize_path" => Transform::NormalizePath,
+            "base64_decode" => Transform::Base64Decode,
+            "cmdline" => Transform::CmdLine,
+            "remove_comments" => Transform::RemoveComments,
+            "replace_comments" => Transform::ReplaceComments,
+            "utf8_overlong" => Transform::Utf8Overlong,
+            "trim" => Transform::Trim,
+            "length" => Transform::Length,
+            "hex_decode" => Transform::HexDecode,
+            "base64_decode_embedded" => Transform::Base64DecodeEmbedded,
+            _ => return None,
+        })
+    }
+
+    pub const NAMES: &'static [&'static str] = &[
+        "url_decode",
+        "html_entity_decode",
+        "js_decode",
+        "css_decode",
+        "lowercase",
+        "compress_whitespace",
+        "remove_whitespace",
+        "remove_nulls",
+        "normalize_path",
+        "base64_decode",
+        "cmdline",
+        "remove_comments",
+        "replace_comments",
+        "utf8_overlong",
+        "trim",
+        "length",
+        "hex_decode",
+        "base64_decode_embedded",
+    ];
+
+    /// Apply; `None` means unchanged.
+    pub fn apply(self, s: &str) -> Option<String> {
+        match self {
+            Transform::UrlDecode => url_decode_full(s),
+            Transform::HtmlEntityDecode => html_entity_decode(s),
+            Transform::JsDecode => js_decode(s),
+            Transform::CssDecode => css_decode(s),
+            Transform::Lowercase => {
+                if s.chars().any(|c| c.is_uppercase()) {
+                    Some(s.to_lowercase())
+                } else {
+                    None
+                }
+            }
+            Transform::CompressWhitespace => compress_whitespace(s),
+            Transform::RemoveWhitespace => {
+                if s.chars().any(|c| c.is_whitespace()) {
+                    Some(s.chars().filter(|c| !c.is_whitespace()).collect())
+                } else {
+                    None
+                }
+            }
+            Transform::RemoveNulls => {
+                if s.contains('\0') {
+                    Some(s.replace('\0', ""))
+                } else {
+                    None
+                }
+            }
+            Transform::NormalizePath => normalize_path(s),
+            Transform::Base64Decode => base64_decode(s),
+            Transform::CmdLine => cmdline(s),
+            Transform::RemoveComments => remove_comments(s, false),
+            Transform::ReplaceComments => remove_comments(s, true),
+            Transform::Utf8Overlong => utf8_overlong_percent(s),
+            Transform::Trim => {
+                let t = s.trim();
+                if t.len() != s.len() {
+                    Some(t.to_string())
+                } else {
+                    None
+                }
+            }
+            Transform::Length => Some(s.len().to_string()),
+            Transform::HexDecode => hex_decode(s),
+            Transform::Base64DecodeEmbedded => base64_decode_embedded(s),
+        }
+    }
+}
+
+/// Apply a chain of transformations.
+pub fn apply_chain<'a>(chain: &[Transform], s: &'a str) -> Cow<'a, str> {
+    let mut cur: Cow<'a, str> = Cow::Borrowed(s);
+    for t in chain {
+        if let Some(n) = t.apply(&cur) {
+            cur = Cow::Owned(n);
+        }
+    }
+    cur
+}
+
+fn hexval(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Convert bytes to a String, decoding overlong UTF-8 forms of ASCII first (e.g. C0 AF -> '/').
+pub fn bytes_to_string(b: &[u8]) -> String {
+    match std::str::from_utf8(b) {
+        Ok(s) => s.to_string(),
+        Err(_) => {
+            let fixed = fix_overlong(b);
+            String::from_utf8_lossy(&fixed).into_owned()
+        }
+    }
+}
+
+/// Replace overlong 2/3/4-byte encodings of code points < 0x80 with the ASCII byte.
+pub fn fix_overlong(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if (c == 0xC0 || c == 0xC1) && i + 1 < b.len() && (b[i + 1] & 0xC0) == 0x80 {
+            out.push((((c & 0x1F) as u32) << 6 | (b[i + 1] & 0x3F) as u32) as u8 & 0x7F);
+            i += 2;
+            continue;
+        }
+        if c == 0xE0 && i + 2 < b.len() && (b[i + 1] & 0xE0) == 0x80 && (b[i + 2] & 0xC0) == 0x80 {
+            let v = ((b[i + 1] & 0x3F) as u32) << 6 | (b[i + 2] & 0x3F) as u32;
+            if v < 0x80 {
+                out.push(v as u8);
+                i += 3;
+                continue;
+            }
+        }
+        if c == 0xF0
+            && i + 3 < b.len()
+            && (b[i + 1] & 0xF0) == 0x80
+            && (b[i + 2] & 0xC0) == 0x80
+            && (b[i + 3] & 0xC0) == 0x80
+        {
+            let v = ((b[i + 1] & 0x3F) as u32) << 12
+                | ((b[i + 2] & 0x3F) as u32) << 6
+                | (b[i + 3] & 0x3F) as u32;
+            if v < 0x80 {
+                out.push(v as u8);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
+}
+
+/// One pass of percent decoding (with %uXXXX and '+' -> space when `plus`). Returns None if unchanged.
+pub fn url_decode_once(s: &str, plus: bool) -> Option<String> {
+    let b = s.as_bytes();
+    if !b.iter().any(|&c| c == b'%' || (plus && c == b'+')) {
+        return None;
+    }
+    let mut out: Vec<u8> = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c == b'%' {
+            if i + 5 < b.len() && (b[i + 1] == b'u' || b[i + 1] == b'U') {
+                if let (Some(a), Some(bb), Some(cc), Some(d)) = (
+                    hexval(b[i + 2]),
+                    hexval(b[i + 3]),
+                    hexval(b[i + 4]),
+                    hexval(b[i + 5]),
+                ) {
+                    let cp = (a as u32) << 12 | (bb as u32) << 8 | (cc as u32) << 4 | d as u32;
+                    // Full-width ASCII forms (U+FF01..U+FF5E) map to ASCII, like IIS does.
+                    let cp = if (0xFF01..=0xFF5E).contains(&cp) {
+                        cp - 0xFEE0
+                    } else {
+                        cp
+                    };
+                    let ch = char::from_u32(cp).unwrap_or('\u{FFFD}');
+                    let mut buf = [0u8; 4];
+                    out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                    i += 6;
+                    continue;
+                }
+            }
+            if i + 2 < b.len() {
+                if let (Some(h), Some(l)) = (hexval(b[i + 1]), hexval(b[i + 2])) {
+                    out.push(h << 4 | l);
+                    i += 3;
+                    continue;
+                }
+            }
+            out.push(c);
+            i += 1;
+        } else if plus && c == b'+' {
+            out.push(b' ');
+            i += 1;
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    if out == b {
+        return None;
+    }
+    Some(bytes_to_string(&out))
+}
+
+/// Percent-decode repeatedly (at most 4 rounds) until stable.
+pub fn url_decode_full(s: &str) -> Option<String> {
+    let mut cur = url_decode_once(s, true)?;
+    for _ in 0..3 {
+        match url_decode_once(&cur, false) {
+            Some(n) => cur = n,
+            None => break,
+        }
+    }
+    Some(cur)
+}
+
+/// Decode `%c0%af`-style overlong sequences still in percent-encoded form.
+pub fn utf8_overlong_percent(s: &str) -> Option<String> {
+    let lower = s.to_ascii_lowercase();
+    if !(lower.contains("%c0")
+        || lower.contains("%c1")
+        || lower.contains("%e0")
+        || lower.contains("%f0"))
+    {
+        return None;
+    }
+    // Decode only the overlong sequences; leave other escapes untouched.
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    let hex_at = |j: usize| -> Option<u8> {
+        if b.get(j) != Some(&b'%') {
+            return None;
+        }
+        let h = hexval(*b.get(j + 1)?)?;
+        let l = hexval(*b.get(j + 2)?)?;
+        Some(h << 4 | l)
+    };
+    let mut changed = false;
+    while i < b.len() {
+        if let Some(first) = hex_at(i) {
+            let need = match first {
+                0xC0 | 0xC1 => 1,
+                0xE0 => 2,
+                0xF0 => 3,
+                _ => 0,
+            };
+            if need > 0 {
+                let mut bytes = vec![first];
+                let mut ok = true;
+                for k in 0..need {
+                    match hex_at(i + 3 * (k + 1)) {
+                        Some(x) if x & 0xC0 == 0x80 => bytes.push(x),
+                        _ => {
+                            ok = false;
+                            break;
+                        }
+                    }
+                }
+                if ok {
+                    let fixed = fix_overlong(&bytes);
+                    if fixed.len() == 1 {
+                        out.push(fixed[0] as char);
+                        i += 3 * (need + 1);
+                        changed = true;
+                        continue;
+                    }
+                }
+            }
+        }
+        // push one char
+        let ch_len = utf8_len(b[i]);
+        let end = (i + ch_len).min(b.len());
+        out.push_str(s.get(i..end).unwrap_or("\u{FFFD}"));
+        i = end;
+    }
+    if changed {
+        Some(out)
+    } else {
+        None
+    }
+}
+
+fn utf8_len(b: u8) -> usize {
+    match b {
+        0x00..=0x7F => 1,
+        0xC0..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        0xF0..=0xFF => 4,
+        _ => 1,
+    }
+}
+
+fn named_entity(name: &str) -> Option<char> {
+    Some(match name.to_ascii_lowercase().as_str() {
+        "lt" => '<',
+        "gt" => '>',
+        "amp" => '&',
+        "quot" => '"',
+        "apos" => '\'',
+        "nbsp" => '\u{a0}',
+        "colon" => ':',
+        "semi" => ';',
+        "tab" => '\t',
+        "newline" => '\n',
+        "lpar" => '(',
+        "rpar" => ')',
+        "sol" => '/',
+        "bsol" => '\\',
+        "grave" => '`',
+        "equals" => '=',
+        "excl" => '!',
+        "num" => '#',
+        "period" => '.',
+        "comma" => ',',
+        "lsqb" | "lbrack" => '[',
+        "rsqb" | "rbrack" => ']',
+        "lcub" | "lbrace" => '{',
+        "rcub" | "rbrace" => '}',
+        "plus" => '+',
+        "percnt" => '%',
+        "dollar" => '$',
+        "quest" => '?',
+        "ast" => '*',
+        "vert" => '|',
+        _ => return None,
+    })
+}
+
+/// Decode HTML character references (named subset, decimal, hex; trailing ';' optional).
+pub fn html_entity_decode(s: &str) -> Option<String> {
+    if !s.contains('&') {
+        return None;
+    }
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    let mut changed = false;
+    while i < b.len() {
+        if b[i] == b'&' {
+            let rest = &s[i + 1..];
+            if let Some(after_hash) = rest.strip_prefix('#') {
+                let (hex, start) = if after_hash.starts_with(['x', 'X']) {
+                    (true, 2)
+                } else {
+                    (false, 1)
+                };
+                let digits: String = rest[start..]
+                    .chars()
+                    .take_while(|c| {
+                        if hex {
+                            c.is_ascii_hexdigit()
+                        } else {
+                            c.is_ascii_digit()
+                        }
+                    })
+                    .take(10)
+                    .collect();
+                if !digits.is_empty() {
+                    let cp =
+                        u32::from_str_radix(&digits, if hex { 16 } else { 10 }).unwrap_or(0xFFFD);
+                    let ch = char::from_u32(cp).unwrap_or('\u{FFFD}');
+                    let mut consumed = 1 + start + digits.len();
+                    if rest.as_bytes().get(start + digits.len()) == Some(&b';') {
+                        consumed += 1;
+                    }
+                    out.push(ch);
+                    i += consumed;
+                    changed = true;
+                    continue;
+                }
+            } else {
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric())
+                    .take(10)
+                    .collect();
+                if let Some(ch) = named_entity(&name) {
+                    let mut consumed = 1 + name.len();
+                    if rest.as_bytes().get(name.len()) == Some(&b';') {
+                        consumed += 1;
+                    }
+                    out.push(ch);
+                    i += consumed;
+                    changed = true;
+                    continue;
+                }
+            }
+            out.push('&');
+            i += 1;
+        } else {
+            let l = utf8_len(b[i]);
+            let end = (i + l).min(b.len());
+            out.push_str(s.get(i..end).unwrap_or(""));
+            i = end;
+        }
+    }
+    if changed {
+        Some(out)
+    } else {
+        None
+    }
+}
+
+/// Decode JavaScript escapes: \xHH, \uHHHH, \u{H..}, \OOO (octal), \n \t \r and \c -> c.
+pub fn js_decode(s: &str) -> Option<String> {
+    if !s.contains('\\') {
+        return None;
+    }
+    let chars: Vec<char> = s.chars().collect();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c != '\\' || i + 1 >= chars.len() {
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        let n = chars[i + 1];
+        let hexn = |from: usize, len: usize| -> Option<u32> {
+            if from + len > chars.len() {
+                return None;
+            }
+            let st: String = chars[from..from + len].iter().collect();
+            if st.chars().all(|c| c.is_ascii_hexdigit()) {
+                u32::from_str_radix(&st, 16).ok()
+            } else {
+                None
+            }
+        };
+        match n {
+            'x' | 'X' => {
+                if let Some(v) = hexn(i + 2, 2) {
+                    out.push(char::from_u32(v).unwrap_or('\u{FFFD}'));
+                    i += 4;
+                    continue;
+                }
+            }
+            'u' | 'U' => {
+                if chars.get(i + 2) == Some(&'{') {
+                    let end = chars[i + 3..].iter().take(8).position(|&c| c == '}');
+                    if let Some(e) = end {
+                        if let Some(v) = hexn(i + 3, e) {
+                            out.push(char::from_u32(v).unwrap_or('\u{FFFD}'));
+                            i += 4 + e;
+                            continue;
+                        }
+                    }
+                }
+                if let Some(v) = hexn(i + 2, 4) {
+                    let v = if (0xFF01..=0xFF5E).contains(&v) {
+                        v - 0xFEE0
+                    } else {
+                        v
+                    };
+                    out.push(char::from_u32(v).unwrap_or('\u{FFFD}'));
+                    i += 6;
+                    continue;
+                }
+            }
+            '0'..='7' => {
+                let mut v = 0u32;
+                let mut k = 0;
+                while k < 3 && i + 1 + k < chars.len() && ('0'..='7').contains(&chars[i + 1 + k]) {
+                    v = v * 8 + (chars[i + 1 + k] as u32 - '0' as u32);
+                    k += 1;
+                }
+                out.push(char::from_u32(v).unwrap_or('\u{FFFD}'));
+                i += 1 + k;
+                continue;
+            }
+            'n' => {
+                out.push('\n');
+                i += 2;
+                continue;
+            }
+            't' => {
+                out.push('\t');
+                i += 2;
+                continue;
+            }
+            'r' => {
+                out.push('\r');
+                i += 2;
+                continue;
+            }
+            _ => {}
+        }
+        out.push(n);
+        i += 2;
+    }
+    Some(out)
+}
+
+/// Decode CSS escapes: \H..H (1-6 hex digits, optional trailing whitespace) and \c -> c.
+pub fn css_decode(s: &str) -> Option<String> {
+    if !s.contains('\\') {
+        return None;
+    }
+    let chars: Vec<char> = s.chars().collect();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c != '\\' || i + 1 >= chars.len() {
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        let mut k = 0;
+        let mut v = 0u32;
+        while k < 6 && i + 1 + k < chars.len() && chars[i + 1 + k].is_ascii_hexdigit() {
+            v = v * 16 + chars[i + 1 + k].to_digit(16).unwrap_or(0);
+            k += 1;
+        }
+        if k > 0 {
+            out.push(
+                char::from_u32(v)
+                    .filter(|&c| c != '\0')
+                    .unwrap_or('\u{FFFD}'),
+            );
+            i += 1 + k;
+            if i < chars.len() && chars[i].is_whitespace() {
+                i += 1;
+            }
+        } else if chars[i + 1] == '\n' {
+            i += 2;
+        } else {
+            out.push(chars[i + 1]);
+            i += 2;
+        }
+    }
+    Some(out)
+}
+
+pub fn compress_whitespace(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let needs = b.iter().enumerate().any(|(i, &c)| {
+        matches!(c, b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
+            || (c == b' ' && b.get(i + 1) == Some(&b' '))
+            || c >= 0x80
+    });
+    if !needs {
+        return None;
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut prev_ws = false;
+    let mut changed = false;
+    for c in s.chars() {
+        if c.is_whitespace() || c == '\u{0b}' || c == '\u{a0}' {
+            if prev_ws {
+                changed = true;
+                continue;
+            }
+            if c != ' ' {
+                changed = true;
+            }
+            out.push(' ');
+            prev_ws = true;
+        } else {
+            out.push(c);
+            prev_ws = false;
+        }
+    }
+    if changed {
+        Some(out)
+    } else {
+        None
+    }
+}
+
+/// Normalise a path: backslashes to '/', collapse '//', drop '/./', resolve '../' (never above root;
+/// leading '../' segments are kept so traversal stays visible).
+pub fn normalize_path(s: &str) -> Option<String> {
+    if !(s.contains('\\')
+        || s.contains("//")
+        || s.contains("/.")
+        || s.contains("./")
+        || s.starts_with('.'))
+    {
+        return None;
+    }
+    let t = s.replace('\\', "/");
+    let absolute = t.starts_with('/');
+    let trailing = t.ends_with('/');
+    let mut segs: Vec<&str> = Vec::new();
+    for seg in t.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                if matches!(segs.last(), Some(l) if *l != "..") {
+                    segs.pop();
+                } else {
+                    segs.push("..");
+                }
+            }
+            other => segs.push(other),
+        }
+    }
+    let mut out = String::with_capacity(t.len());
+    if absolute {
+        out.push('/');
+    }
+    out.push_str(&segs.join("/"));
+    if trailing && !out.ends_with('/') {
+        out.push('/');
+    }
+    if out == s {
+        None
+    } else {
+        Some(out)
+    }
+}
+
+pub fn base64_decode(s: &str) -> Option<String> {
+    use base64::Engine;
+    let t = s.trim();
+    if t.len() < 4 {
+        return None;
+    }
+    let cleaned: String = t.chars().filter(|c| !c.is_whitespace()).collect();
+    let eng_std = base64::engine::general_purpose::STANDARD_NO_PAD;
+    let eng_url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let trimmed = cleaned.trim_end_matches('=');
+    let dec = eng_std
+        .decode(trimmed)
+        .or_else(|_| eng_url.decode(trimmed))
+        .ok()?;
+    Some(bytes_to_string(&dec))
+}
+
+fn is_text(b: &[u8]) -> Option<&str> {
+    let t = std::str::from_utf8(b).ok()?;
+    if t.chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\r' | '\n'))
+    {
+        return None;
+    }
+    Some(t)
+}
+
+/// Replace every run of at least 12 base64 characters that decodes to printable text with the
+/// decoded text (the whole value when it is one such run). Binary results are left encoded.
+pub fn base64_decode_embedded(s: &str) -> Option<String> {
+    use base64::Engine;
+    let b = s.as_bytes();
+    let is_b64 =
+        |c: u8| c.is_ascii_alphanumeric() || c == b'+' || c == b'/' || c == b'-' || c == b'_';
+    let mut out = String::new();
+    let mut last = 0;
+    let mut i = 0;
+    let mut changed = false;
+    while i < b.len() {
+        if !is_b64(b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && is_b64(b[i]) {
+            i += 1;
+        }
+        let mut end = i;
+        while end < b.len() && b[end] == b'=' && end - i < 2 {
+            end += 1;
+        }
+        let run = &s[start..i];
+        if run.len() >= 12 {
+            let eng_std = base64::engine::general_purpose::STANDARD_NO_PAD;
+            let eng_url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+            if let Ok(dec) = eng_std.decode(run).or_else(|_| eng_url.decode(run)) {
+                if let Some(text) = is_text(&dec) {
+                    out.push_str(&s[last..start]);
+                    out.push_str(text);
+                    last = end;
+                    changed = true;
+                }
+            }
+        }
+        i = end.max(i);
+    }
+    if !changed {
+        return None;
+    }
+    out.push_str(&s[last..]);
+    Some(out)
+}
+
+pub fn hex_decode(s: &str) -> Option<String> {
+    let t = s.trim();
+    let t = t
+        .strip_prefix("0x")
+        .or_else(|| t.strip_prefix("0X"))
+        .unwrap_or(t);
+    if t.len() < 2 || !t.len().is_multiple_of(2) || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let bytes: Vec<u8> = t
+        .as_bytes()
+        .chunks(2)
+        .map(|c| hexval(c[0]).unwrap_or(0) << 4 | hexval(c[1]).unwrap_or(0))
+        .collect();
+    Some(bytes_to_string(&bytes))
+}
+
+/// Command-line normalisation: drop \ " ' ^ and backticks pairs' quotes, turn ',' and whitespace into single spaces
+/// (';' is kept so command separators stay visible),
+/// collapse whitespace, remove spaces before '/' and '(', lowercase.
+pub fn cmdline(s: &str) -> Option<String> {
+    if !s.bytes().any(|c| {
+        matches!(
+            c,
+            b'\\' | b'"' | b'\'' | b'^' | b' ' | b'\t' | b'\n' | b'\r' | b',' | b';' | b'A'..=b'Z'
+        ) || c >= 0x80
+    }) {
+        return None;
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut prev_space = false;
+    for c in s.chars() {
+        match c {
+            '\\' | '"' | '\'' | '^' => continue,
+            ' ' | '\t' | '\n' | '\r' | ',' => {
+                if !prev_space {
+                    out.push(' ');
+                }
+                prev_space = true;
+            }
+            '/' | '(' => {
+                if prev_space {
+                    out.pop();
+                }
+                out.push(c);
+                prev_space = false;
+            }
+            _ => {
+                for l in c.to_lowercase() {
+                    out.push(l);
+                }
+                prev_space = false;
+            }
+        }
+    }
+    if out == s {
+        None
+    } else {
+        Some(out)
+    }
+}
+
+/// Remove (or replace with a space) SQL/C comments: /* ... */, -- to end of line, # to end of line.
+pub fn remove_comments(s: &str, replace: bool) -> Option<String> {
+    if !(s.contains("/*") || s.contains("--") || s.contains('#') || s.contains("*/")) {
+        return None;
+    }
+    let b = s.as_bytes();
+    let mut out: Vec<u8> = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
+            let end = memchr::memmem::find(&b[i + 2..], b"*/")
+                .map(|p| i + 2 + p + 2)
+                .unwrap_or(b.len());
+            if replace {
+                out.push(b' ');
+            }
+            i = end;
+        } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
+            i += 2;
+        } else if (b[i] == b'-' && b.get(i + 1) == Some(&b'-')) || b[i] == b'#' {
+            let end = b[i..]
+                .iter()
+                .position(|&c| c == b'\n')
+                .map(|p| i + p)
+                .unwrap_or(b.len());
+            if replace {
+                out.push(b' ');
+            }
+            i = end;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(tr: &str, s: &str) -> String {
+        let t = Transform::parse(tr).unwrap();
+        t.apply(s).unwrap_or_else(|| s.to_string())
+    }
+
+    #[test]
+    fn url_decoding() {
+        assert_eq!(t("url_decode", "a%20b+c"), "a b c");
+        assert_eq!(t("url_decode", "..%252f..%252fetc"), "../../etc");
+        assert_eq!(t("url_decode", "%u003cscript"), "<script");
+        assert_eq!(t("url_decode", "%uff1cx"), "<x");
+        assert_eq!(t("url_decode", "%c0%afetc"), "/etc");
+        assert_eq!(t("url_decode", "100%"), "100%");
+        assert_eq!(t("url_decode", "%zz%4"), "%zz%4");
+        assert_eq!(t("utf8_overlong", "..%c0%af..%e0%80%afx"), "../../x");
+    }
+
+    #[test]
+    fn entity_and_js() {
+        assert_eq!(
+            t("html_entity_decode", "&lt;a&#x3e;&#60&colon;&amp"),
+            "<a><:&"
+        );
+        assert_eq!(t("html_entity_decode", "AT&T &unknown;"), "AT&T &unknown;");
+        assert_eq!(t("js_decode", r"\x61\u0062\143\n\'"), "abc\n'");
+        assert_eq!(t("css_decode", r"\6a \61 vascript"), "javascript");
+    }
+
+    #[test]
+    fn whitespace_nulls_trim_length() {
+        assert_eq!(t("compress_whitespace", "a  \t\n b"), "a b");
+        assert_eq!(t("remove_whitespace", "a b\tc"), "abc");
+        assert_eq!(t("remove_nulls", "a\0b"), "ab");
+        assert_eq!(t("trim", "  x "), "x");
+        assert_eq!(t("length", "abcd"), "4");
+        assert_eq!(t("lowercase", "SeLeCT"), "select");
+    }
+
+    #[test]
+    fn paths() {
+        assert_eq!(t("normalize_path", "/a/./b//c/../d"), "/a/b/d");
+        assert_eq!(
+            t("normalize_path", "..\\..\\windows\\win.ini"),
+            "../../windows/win.ini"
+        );
+        assert_eq!(t("normalize_path", "/a/../../etc/passwd"), "/../etc/passwd");
+    }
+
+    #[test]
+    fn cmd_and_comments_and_b64() {
+        assert_eq!(t("cmdline", "c^a\"t /e't'c/pa\\sswd"), "cat/etc/passwd");
+        assert_eq!(t("cmdline", "W'h'O\"am\"I"), "whoami");
+        assert_eq!(t("cmdline", "a;  b,c"), "a; b c");
+        assert_eq!(
+            t("remove_comments", "un/**/ion sel/*x*/ect -- c"),
+            "union select "
+        );
+        assert_eq!(t("replace_comments", "union/**/select"), "union select");
+        assert_eq!(t("base64_decode", "PHNjcmlwdD4="), "<script>");
+        assert_eq!(t("base64_decode", "not base64!"), "not base64!");
+        assert_eq!(t("hex_decode", "0x414243"), "ABC");
+        assert_eq!(
+            t(
+                "base64_decode_embedded",
+                r#"{"id":"MSBhbmQgMT0yIHNlbGVjdCB2ZXJzaW9uKCkgLS0="}"#
+            ),
+            r#"{"id":"1 and 1=2 select version() --"}"#
+        );
+        assert_eq!(
+            t("base64_decode_embedded", "abcdefghijklmnop"),
+            "abcdefghijklmnop"
+        );
+    }
+
+    #[test]
+    fn chain() {
+        let c = [Transform::UrlDecode, Transform::Lowercase];
+        assert_eq!(apply_chain(&c, "%53ELECT"), "select");
+        assert!(matches!(apply_chain(&c, "plain"), Cow::Borrowed(_)));
+    }
+}
