@@ -221,6 +221,25 @@ pub fn print_summary(plan: &RuntimePlan) {
     for line in plan.network.rules.summary() {
         println!("  {line}");
     }
+    println!("waf rules by category (PL1 PL2 PL3 PL4):");
+    for (category, by_pl) in plan.waf.rule_count_by_category_and_pl() {
+        println!(
+            "  {category:<22} {:>4} {:>4} {:>4} {:>4}",
+            by_pl[0], by_pl[1], by_pl[2], by_pl[3]
+        );
+    }
+    for s in &plan.sites {
+        let p = &s.waf_policy;
+        println!(
+            "site {}: waf {:?}, paranoia {}, threshold {}, {} custom rule(s), {} rate limit(s)",
+            s.name,
+            p.mode,
+            p.paranoia_level,
+            p.anomaly_threshold,
+            s.custom_rules.len(),
+            s.rate_limiter.as_ref().map_or(0, |l| l.rules().len())
+        );
+    }
 }
 
 fn run(path: &Path) -> ExitCode {

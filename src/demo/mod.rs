@@ -109,6 +109,8 @@ pub fn print_welcome(ca_path: &Path) {
          \n  curl -si http://127.0.0.1:8080/some/path?q=1\
          \n  curl -s http://127.0.0.1:9900/status\
          \n  curl -k --interface 127.0.0.66 https://127.0.0.1:8443/   # 127.0.0.66 maps to KP: blocked by country (403)\
+         \n  curl -k \"https://127.0.0.1:8443/search?q=1%27%20OR%20%271%27%3D%271\"   # SQL injection: blocked by the WAF (403)\
+         \n  curl -k -H 'X-Portcullis-Trace: demo-trace' -sI \"https://127.0.0.1:8443/?q=%3Cscript%3E\"   # see each stage's decision\
          \n\nPress Ctrl-C to stop."
     );
 }
