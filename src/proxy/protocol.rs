@@ -26,6 +26,19 @@ pub struct Limits {
     /// Most query-string arguments (400).
     #[serde(default = "default_max_args")]
     pub max_args: usize,
+    /// Longest wait for the next piece of a request body (408): bounds slow POSTs.
+    #[serde(default = "default_body_read_timeout")]
+    pub body_read_timeout_ms: u64,
+    /// A keep-alive connection with no new request is closed after this long.
+    #[serde(default = "default_idle_timeout")]
+    pub keepalive_timeout_seconds: u64,
+}
+
+fn default_body_read_timeout() -> u64 {
+    10_000
+}
+fn default_idle_timeout() -> u64 {
+    60
 }
 
 fn default_max_uri() -> usize {
@@ -52,6 +65,8 @@ impl Default for Limits {
             max_header_bytes: default_max_header_bytes(),
             max_body_bytes: default_max_body(),
             max_args: default_max_args(),
+            body_read_timeout_ms: default_body_read_timeout(),
+            keepalive_timeout_seconds: default_idle_timeout(),
         }
     }
 }

@@ -33,11 +33,19 @@ impl Edge {
             respond::text(session, v.status, &ctx.request_id, &msg).await?;
             return Ok(false);
         }
+        let limits = &ctx.plan.limits;
+        let (body_timeout, keepalive) = (
+            limits.body_read_timeout_ms,
+            limits.keepalive_timeout_seconds,
+        );
         if loops::hops_through(req, &ctx.plan.node_id) >= ctx.plan.max_hops {
             ctx.block_reason = Some("loop");
             respond::text(session, 508, &ctx.request_id, respond::reason(508)).await?;
             return Ok(false);
         }
+        // Slow clients: each wait for more body is bounded, and so is an idle keep-alive.
+        session.set_read_timeout(Some(std::time::Duration::from_millis(body_timeout)));
+        session.set_keepalive(Some(keepalive));
         Ok(true)
     }
 
