@@ -23,6 +23,10 @@ pub enum Command {
     Run {
         #[arg(short, long, default_value = "portcullis.toml")]
         config: PathBuf,
+        /// Take over the listening sockets of a running edge (zero-downtime
+        /// binary upgrade; then send SIGQUIT to the old process).
+        #[arg(long)]
+        upgrade: bool,
     },
     /// Check a configuration file and print every error and warning.
     Check {
@@ -141,7 +145,7 @@ fn geoip(command: GeoipCommand) -> ExitCode {
 pub fn main(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Check { config } => check(&config),
-        Command::Run { config } => run(&config),
+        Command::Run { config, upgrade } => run(&config, upgrade),
         Command::Demo => demo(),
         Command::Reload { config, admin } => reload(&config, admin.as_deref()),
         Command::Geoip { command } => geoip(command),
@@ -242,16 +246,16 @@ pub fn print_summary(plan: &RuntimePlan) {
     }
 }
 
-fn run(path: &Path) -> ExitCode {
+fn run(path: &Path, upgrade: bool) -> ExitCode {
     init_logging(true);
     let Some(plan) = load_plan(path) else {
         return ExitCode::FAILURE;
     };
-    serve(plan, Some(path.to_path_buf()))
+    serve(plan, Some(path.to_path_buf()), upgrade)
 }
 
-fn serve(plan: RuntimePlan, config_path: Option<PathBuf>) -> ExitCode {
-    match crate::server::build(plan, config_path) {
+fn serve(plan: RuntimePlan, config_path: Option<PathBuf>, upgrade: bool) -> ExitCode {
+    match crate::server::build(plan, config_path, upgrade) {
         Ok(server) => server.run_forever(),
         Err(e) => {
             eprintln!("cannot start: {e}");
@@ -275,7 +279,7 @@ fn demo() -> ExitCode {
     match crate::demo::demo_plan(&dir, a, b) {
         Ok(plan) => {
             crate::demo::print_welcome(&ca_path);
-            serve(plan, None)
+            serve(plan, None, false)
         }
         Err(errors) => {
             print_diagnostics(&errors);

@@ -23,15 +23,27 @@ use std::sync::Arc;
 
 /// Builds the pingora server for a plan. Nothing listens until [`Server::run_forever`].
 /// `config_path` is what a reload reads again (none for the embedded demo).
-pub fn build(plan: RuntimePlan, config_path: Option<std::path::PathBuf>) -> anyhow::Result<Server> {
+/// With `upgrade`, the listening sockets are taken over from the running edge
+/// that shares `[server] upgrade_sock` (pingora's graceful upgrade).
+pub fn build(
+    plan: RuntimePlan,
+    config_path: Option<std::path::PathBuf>,
+    upgrade: bool,
+) -> anyhow::Result<Server> {
     pingora::tls::install_default_crypto_provider();
     let conf = ServerConf {
         threads: plan.threads,
-        grace_period_seconds: Some(0),
+        grace_period_seconds: Some(plan.graceful_shutdown_seconds),
         graceful_shutdown_timeout_seconds: Some(plan.graceful_shutdown_seconds),
+        upgrade_sock: plan.upgrade_sock.clone(),
+        pid_file: plan.pid_file.clone(),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = pingora::server::configuration::Opt {
+        upgrade,
+        ..Default::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
     let access_log = LogSink::open(plan.access_log.clone())?;
     let waf_log = LogSink::open(plan.waf_log.clone())?;

@@ -148,10 +148,23 @@ pub struct ServerConfig {
     /// in `Via`) is answered 508 Loop Detected.
     #[serde(default = "default_max_hops")]
     pub max_hops: usize,
+    /// Unix socket through which a new binary takes over the listening sockets.
+    #[serde(default = "default_upgrade_sock")]
+    pub upgrade_sock: String,
+    /// Where the process id is written.
+    #[serde(default = "default_pid_file")]
+    pub pid_file: String,
     /// A request carrying `X-Portcullis-Trace: <this secret>` gets a response
     /// header listing each stage's decision. Unset: tracing is off.
     #[serde(default)]
     pub trace_secret: Option<String>,
+}
+
+fn default_upgrade_sock() -> String {
+    "/tmp/portcullis_upgrade.sock".to_string()
+}
+fn default_pid_file() -> String {
+    "/tmp/portcullis.pid".to_string()
 }
 
 fn default_max_hops() -> usize {
@@ -177,6 +190,8 @@ impl Default for ServerConfig {
             region: None,
             max_hops: default_max_hops(),
             trace_secret: None,
+            upgrade_sock: default_upgrade_sock(),
+            pid_file: default_pid_file(),
         }
     }
 }
