@@ -239,6 +239,10 @@ pub struct ListenerConfig {
     /// For `ssl_policy = "custom"`: IANA names, e.g. `TLS_AES_128_GCM_SHA256`.
     #[serde(default)]
     pub cipher_suites: Vec<String>,
+    /// HTTPS listeners behind an L4 load balancer: every connection starts with
+    /// a PROXY protocol (v1 or v2) header whose source is the client address.
+    #[serde(default)]
+    pub proxy_protocol: bool,
     /// Client certificates (mTLS) on an HTTPS listener.
     pub client_auth: Option<ClientAuthConfig>,
     /// Redirect listeners: the port of the HTTPS URL (omitted from the URL when 443).

@@ -35,6 +35,8 @@ pub struct ListenerPlan {
     pub redirect_status: u16,
     /// Client certificate verification (HTTPS listeners).
     pub client_auth: Option<ClientAuthPlan>,
+    /// Connections start with a PROXY protocol header (HTTPS listeners).
+    pub proxy_protocol: bool,
     /// Versions and suites a client must offer (HTTPS listeners).
     pub ssl_policy: Option<crate::tls::policy::SslPolicy>,
 }
@@ -186,6 +188,12 @@ fn compile_listeners(
         let ssl_policy = (l.protocol == ListenerProtocol::Https)
             .then(|| self::tls::compile_ssl_policy(l, &path, d))
             .flatten();
+        if l.proxy_protocol && l.protocol != ListenerProtocol::Https {
+            d.error(
+                &path.key("proxy_protocol"),
+                "PROXY protocol is supported on https listeners",
+            );
+        }
         if client_auth.is_some() && l.protocol != ListenerProtocol::Https {
             d.error(
                 &path.key("client_auth"),
@@ -211,6 +219,7 @@ fn compile_listeners(
             redirect_status: l.redirect_status,
             client_auth,
             ssl_policy,
+            proxy_protocol: l.proxy_protocol,
         }));
     }
     out

@@ -1,14 +1,21 @@
-//! The pre-handshake gate of an HTTPS listener: it reads the ClientHello
-//! (with a deadline, so a client that never finishes it is dropped), applies
-//! the listener's SSL policy on the versions and suites offered, and puts the
-//! bytes back for rustls. A refused client never gets a certificate.
+//! The pre-handshake gate of an HTTPS listener. With `proxy_protocol`, it
+//! first reads the PROXY protocol header an L4 load balancer sends, makes its
+//! source the connection's client address and applies the network rules to
+//! it. Then it reads the ClientHello (with a deadline, so a client that never
+//! finishes it is dropped), applies the listener's SSL policy on the versions
+//! and suites offered, and puts the bytes back for rustls. A refused client
+//! never gets a certificate.
 
 use super::hello::{self, Parsed};
+use crate::netrules::parse_proxy_header;
 use crate::state::EdgeState;
 use async_trait::async_trait;
 use pingora::listeners::PreTlsProcess;
+use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
 use pingora::protocols::l4::stream::Stream as L4Stream;
+use pingora::protocols::{GetSocketDigest, SocketDigest};
 use pingora::{Error, ErrorType, Result};
+use std::os::unix::io::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
@@ -38,6 +45,16 @@ impl HelloGate {
 #[async_trait]
 impl PreTlsProcess for HelloGate {
     async fn process(&self, stream: &mut L4Stream) -> Result<()> {
+        let proxy_protocol = self
+            .state
+            .plan
+            .load()
+            .listeners
+            .get(self.listener)
+            .is_some_and(|l| l.proxy_protocol);
+        if proxy_protocol {
+            self.take_proxy_header(stream).await?;
+        }
         let mut buf = Vec::with_capacity(2048);
         let parsed = tokio::time::timeout(HELLO_DEADLINE, read_hello(stream, &mut buf)).await;
         stream.rewind(&buf);
@@ -60,6 +77,60 @@ impl PreTlsProcess for HelloGate {
         } else {
             self.refuse("ssl_policy")
         }
+    }
+}
+
+impl HelloGate {
+    /// Reads the PROXY protocol header, records its source as the peer, and
+    /// checks the network rules against that address.
+    async fn take_proxy_header(&self, stream: &mut L4Stream) -> Result<()> {
+        let mut buf = Vec::with_capacity(256);
+        let mut chunk = [0u8; 512];
+        let parsed = tokio::time::timeout(HELLO_DEADLINE, async {
+            loop {
+                match parse_proxy_header(&buf) {
+                    Ok(Some(done)) => return Ok(done),
+                    Ok(None) if buf.len() < 16 + 65535 => {}
+                    Ok(None) => return Err("PROXY header too long".to_string()),
+                    Err(e) => return Err(e.to_string()),
+                }
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => {
+                        return Err("connection closed before the PROXY header".to_string())
+                    }
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+        })
+        .await;
+        let (header, used) = match parsed {
+            Ok(Ok(h)) => h,
+            Ok(Err(_)) | Err(_) => return self.refuse("proxy_protocol"),
+        };
+        stream.rewind(&buf[used..]);
+        let Some(source) = header.source() else {
+            return Ok(());
+        };
+        let plan = self.state.plan.load();
+        let port = plan
+            .listeners
+            .get(self.listener)
+            .map_or(0, |l| l.bind.port());
+        if !plan.network.rules.evaluate(source.ip(), port).is_allowed() {
+            self.state
+                .metrics
+                .blocks
+                .with_label_values(&["network"])
+                .inc();
+            return Error::e_explain(
+                ErrorType::HandshakeError,
+                "PROXY source refused by network rules",
+            );
+        }
+        let digest = SocketDigest::from_raw_fd(stream.as_raw_fd());
+        let _ = digest.peer_addr.set(Some(PingoraAddr::Inet(source)));
+        stream.set_socket_digest(digest);
+        Ok(())
     }
 }
 
