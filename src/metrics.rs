@@ -106,46 +106,39 @@ impl Default for Metrics {
 
 /// Backend gauges and ejection counters, read from the live health state.
 fn backend_lines(plan: &RuntimePlan) -> String {
-    use std::fmt::Write;
     let now = crate::upstream::health::now_ms();
     let mut s = String::new();
-    s.push_str("# HELP portcullis_backend_up Whether a backend may get traffic (probe healthy and not ejected).\n");
-    s.push_str("# TYPE portcullis_backend_up gauge\n");
-    for p in &plan.pools {
-        for b in &p.backends {
-            let _ = writeln!(
-                s,
-                "portcullis_backend_up{{pool=\"{}\",backend=\"{}\"}} {}",
-                p.name,
-                b.addr,
-                u8::from(b.health.available(now))
-            );
-        }
-    }
-    s.push_str("# HELP portcullis_backend_ejections_total Passive ejections of a backend.\n");
-    s.push_str("# TYPE portcullis_backend_ejections_total counter\n");
-    for p in &plan.pools {
-        for b in &p.backends {
-            let _ = writeln!(
-                s,
-                "portcullis_backend_ejections_total{{pool=\"{}\",backend=\"{}\"}} {}",
-                p.name,
-                b.addr,
-                b.health.ejections()
-            );
-        }
-    }
-    s.push_str("# HELP portcullis_backend_in_flight Requests in flight to a backend.\n");
-    s.push_str("# TYPE portcullis_backend_in_flight gauge\n");
-    for p in &plan.pools {
-        for b in &p.backends {
-            let _ = writeln!(
-                s,
-                "portcullis_backend_in_flight{{pool=\"{}\",backend=\"{}\"}} {}",
-                p.name,
-                b.addr,
-                b.health.outstanding()
-            );
+    let families: [(&str, &str, &str, &dyn Fn(&crate::upstream::Backend) -> u64); 3] = [
+        (
+            "portcullis_backend_up",
+            "gauge",
+            "Whether a backend may get traffic (probe healthy and not ejected).",
+            &|b| u64::from(b.health.available(now)),
+        ),
+        (
+            "portcullis_backend_ejections_total",
+            "counter",
+            "Passive ejections of a backend.",
+            &|b| b.health.ejections(),
+        ),
+        (
+            "portcullis_backend_in_flight",
+            "gauge",
+            "Requests in flight to a backend.",
+            &|b| b.health.outstanding() as u64,
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for p in &plan.pools {
+            for b in &p.backends {
+                s.push_str(&format!(
+                    "{name}{{pool=\"{}\",backend=\"{}\"}} {}\n",
+                    p.name,
+                    b.addr,
+                    value(b)
+                ));
+            }
         }
     }
     s

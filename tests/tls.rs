@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use portcullis::upstream::probe::NoVerify;
 use tokio_rustls::rustls;
 use x509_parser::prelude::*;
 
@@ -67,42 +68,6 @@ backends = [{{ address = "{}" }}]
     }
 }
 
-/// A client that accepts any certificate, so a test can look at what was served.
-#[derive(Debug)]
-struct AcceptAny(std::sync::Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(
-        &self,
-        _: &rustls::pki_types::CertificateDer<'_>,
-        _: &[rustls::pki_types::CertificateDer<'_>],
-        _: &rustls::pki_types::ServerName<'_>,
-        _: &[u8],
-        _: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        m: &[u8],
-        c: &rustls::pki_types::CertificateDer<'_>,
-        d: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &rustls::pki_types::CertificateDer<'_>,
-        d: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 /// The common name of the certificate served for `sni`.
 async fn served_cn(port: u16, sni: &str) -> String {
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
@@ -110,7 +75,7 @@ async fn served_cn(port: u16, sni: &str) -> String {
         .with_safe_default_protocol_versions()
         .expect("versions")
         .dangerous()
-        .with_custom_certificate_verifier(std::sync::Arc::new(AcceptAny(provider)))
+        .with_custom_certificate_verifier(std::sync::Arc::new(NoVerify(provider)))
         .with_no_client_auth();
     let tls = tls_connect(std::sync::Arc::new(cfg), port, sni)
         .await

@@ -65,9 +65,10 @@ pub fn client_config(
     Ok(Arc::new(config))
 }
 
-/// Accepts any backend certificate: only for pools with `insecure_skip_verify`.
+/// Accepts any server certificate (signatures are still checked): only for
+/// pools with `insecure_skip_verify`, and for tests that inspect what a server sent.
 #[derive(Debug)]
-struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
+pub struct NoVerify(pub Arc<rustls::crypto::CryptoProvider>);
 
 impl rustls::client::danger::ServerCertVerifier for NoVerify {
     fn verify_server_cert(
