@@ -104,11 +104,14 @@ impl Default for Metrics {
     }
 }
 
+/// How one backend metric family reads its value.
+type BackendValue<'a> = &'a dyn Fn(&crate::upstream::Backend) -> u64;
+
 /// Backend gauges and ejection counters, read from the live health state.
 fn backend_lines(plan: &RuntimePlan) -> String {
     let now = crate::upstream::health::now_ms();
     let mut s = String::new();
-    let families: [(&str, &str, &str, &dyn Fn(&crate::upstream::Backend) -> u64); 3] = [
+    let families: [(&str, &str, &str, BackendValue); 3] = [
         (
             "portcullis_backend_up",
             "gauge",
