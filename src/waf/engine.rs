@@ -9,7 +9,7 @@ use regex::Regex;
 
 use super::body::{parse_body, parse_urlencoded_into};
 use super::policy::{Exclusion, Mode, Policy};
-use super::prefilter::required_literals;
+use super::prefilter::{first_bytes, required_literals};
 use super::request::HttpRequest;
 use super::rules::{
     line_of, parse_phrase_file, parse_rule_file, resolve_data, OperatorDef, RuleLoadError,
@@ -17,7 +17,9 @@ use super::rules::{
 use super::target::{
     is_meta, parse_selector, validate_meta, Coll, NameMatch, Selector, N_FIXED_COLLS,
 };
-use super::transform::{apply_chain, bytes_to_string, url_decode_once, Transform, N_TRANSFORMS};
+use super::transform::{
+    apply_chain, byte_set, bytes_to_string, url_decode_once, Transform, N_TRANSFORMS,
+};
 
 /// Maximum bytes of matched data kept in a [`RuleMatch`].
 const DATA_MAX: usize = 100;
@@ -35,7 +37,8 @@ enum NumCmp {
 
 #[derive(Debug)]
 enum Op {
-    Rx(Regex),
+    /// The regex and its first-byte table (see [`first_bytes`]).
+    Rx(Regex, Option<Box<[bool; 256]>>),
     Pm(AhoCorasick, Vec<String>),
     Contains(String),
     BeginsWith(String),
@@ -67,7 +70,15 @@ impl Op {
     /// Some(matched data) when the operator matches.
     fn run(&self, v: &str) -> Option<String> {
         match self {
-            Op::Rx(r) => r.find(v).map(|m| truncate(m.as_str())),
+            Op::Rx(r, fb) => {
+                if let Some(fb) = fb {
+                    // No byte a match could start with: the regex cannot match.
+                    if !v.bytes().any(|b| fb[b as usize]) {
+                        return None;
+                    }
+                }
+                r.find(v).map(|m| truncate(m.as_str()))
+            }
             Op::Pm(ac, phrases) => ac.find(v).map(|m| {
                 truncate(
                     phrases
@@ -110,7 +121,7 @@ impl Op {
 
     fn literals(&self) -> Option<Vec<String>> {
         match self {
-            Op::Rx(r) => required_literals(r.as_str()),
+            Op::Rx(r, _) => required_literals(r.as_str()),
             Op::Pm(_, p) => {
                 if p.iter().all(|s| !s.is_empty()) {
                     Some(p.iter().map(|s| s.to_lowercase()).collect())
@@ -191,6 +202,9 @@ struct Group {
     ac: Option<AhoCorasick>,
     pat_rules: Vec<Vec<u32>>,
     always: Vec<u32>,
+    /// Every rule of the group, lowest paranoia level first (to decide quickly whether a policy
+    /// enables any of them; a group with no enabled rule is skipped entirely).
+    members: Vec<u32>,
 }
 
 /// Summary information about one rule (for `check` and documentation tools).
@@ -449,7 +463,8 @@ impl Builder {
                         format!("bad regex: {}", e),
                     )
                 })?;
-            ops.push(Op::Rx(r));
+            let fb = first_bytes(r.as_str());
+            ops.push(Op::Rx(r, fb));
         }
         let mut pm_list: Option<Vec<String>> = None;
         if let Some(p) = &op.pm {
@@ -833,6 +848,7 @@ impl WafPlan {
                             ac: None,
                             pat_rules: Vec::new(),
                             always: Vec::new(),
+                            members: Vec::new(),
                         });
                         lits_per_group.push(Vec::new());
                         by_slot[slot].push(groups.len() - 1);
@@ -901,6 +917,15 @@ impl WafPlan {
                     groups[gi].always.extend(all);
                 }
             }
+        }
+        for g in groups.iter_mut() {
+            let mut m: Vec<u32> = g.always.clone();
+            m.extend(g.pat_rules.iter().flatten().copied());
+            m.extend(g.byte_rules.iter().flat_map(|(_, rs)| rs.iter().copied()));
+            m.sort_unstable();
+            m.dedup();
+            m.sort_by_key(|&r| rules.get(r as usize).map(|x| x.pl).unwrap_or(0));
+            g.members = m;
         }
         // Chains each group needs (with prefixes), in creation order so parents come first.
         for g in groups.iter_mut() {
@@ -1221,6 +1246,9 @@ impl WafPlan {
         let mut score = 0u32;
         let mut cache: Vec<Slot> = vec![Slot::Raw; self.chains.len()];
         let mut cands: Vec<u32> = Vec::new();
+        // Per group: 0 = not yet known, 1 = some rule enabled under this policy, 2 = none.
+        let mut gact: Vec<u8> = vec![0; self.groups.len()];
+        let mut det = DetMemo::default();
         // Memo of (source value, transform) -> result for the current variable, kept in a
         // thread-local table with generation stamps so it is never re-initialised per request.
         let mut memo = MEMO.with(|m| std::mem::take(&mut *m.borrow_mut()));
@@ -1237,6 +1265,9 @@ impl WafPlan {
             if gs.is_empty() {
                 continue;
             }
+            det.entries.clear();
+            // Bytes present in the raw value: transformations that act on none of them are skipped.
+            let raw_present = byte_set(var.value.as_bytes());
             memo.stamp = memo.stamp.wrapping_add(1);
             if memo.stamp == 0 {
                 memo.table.iter_mut().for_each(|e| *e = (0, u32::MAX));
@@ -1248,6 +1279,17 @@ impl WafPlan {
                     if !var.name.eq_ignore_ascii_case(n) {
                         continue;
                     }
+                }
+                if gact[g] == 0 {
+                    let on = group.members.iter().any(|&r| {
+                        let rule = &self.rules[r as usize];
+                        policy.effective(rule.id, rule.severity, rule.pl).is_some()
+                    });
+                    gact[g] = if on { 1 } else { 2 };
+                }
+                if gact[g] == 2 {
+                    // No rule of this group can match under this policy.
+                    continue;
                 }
                 for &c in &group.need_chains {
                     let info = &self.chains[c];
@@ -1286,7 +1328,12 @@ impl WafPlan {
                             _ => &var.value,
                         }
                     };
-                    let result = match t.apply(input) {
+                    let out = if src == usize::MAX && !t.may_change(&raw_present) {
+                        None
+                    } else {
+                        t.apply(input)
+                    };
+                    let result = match out {
                         Some(v) => Slot::Owned(v),
                         None => {
                             if src == usize::MAX {
@@ -1305,29 +1352,40 @@ impl WafPlan {
                     memo.table[mi] = (memo.stamp, as_ref);
                 }
                 // Distinct transformed values of this variable (most chains leave typical values unchanged).
-                let mut distinct: Vec<&str> = Vec::with_capacity(4);
-                distinct.push(&var.value);
-                for &c in &group.need_chains {
-                    if let Slot::Owned(v) = &cache[c] {
-                        // The prefilter automaton is ASCII case-insensitive, so values that differ only
-                        // in ASCII case need a single pass.
-                        if !distinct
-                            .iter()
-                            .any(|d| d.len() == v.len() && d.eq_ignore_ascii_case(v))
-                        {
-                            distinct.push(v.as_str());
+                if group.ac.is_some() || !group.byte_rules.is_empty() {
+                    // Kept on the stack (spilling to a Vec only past 32 values).
+                    let mut dstack: [&str; 32] = [""; 32];
+                    dstack[0] = &var.value;
+                    let mut dn = 1usize;
+                    let mut dspill: Vec<&str> = Vec::new();
+                    for &c in &group.need_chains {
+                        if let Slot::Owned(v) = &cache[c] {
+                            // The prefilter automaton is ASCII case-insensitive, so values that differ
+                            // only in ASCII case need a single pass.
+                            let dup = dstack[..dn]
+                                .iter()
+                                .chain(dspill.iter())
+                                .any(|d| d.len() == v.len() && d.eq_ignore_ascii_case(v));
+                            if !dup {
+                                if dn < dstack.len() {
+                                    dstack[dn] = v.as_str();
+                                    dn += 1;
+                                } else {
+                                    dspill.push(v.as_str());
+                                }
+                            }
                         }
                     }
-                }
-                if group.ac.is_some() || !group.byte_rules.is_empty() {
+                    let distinct = dstack[..dn].iter().chain(dspill.iter());
                     cur_stamp = cur_stamp.wrapping_add(1);
                     cands.clear();
-                    for d in distinct.iter() {
+                    for (di, d) in distinct.enumerate() {
                         if !group.byte_rules.is_empty() {
-                            let mut present = [0u64; 4];
-                            for &b in d.as_bytes() {
-                                present[(b >> 6) as usize] |= 1u64 << (b & 63);
-                            }
+                            let present = if di == 0 {
+                                raw_present
+                            } else {
+                                byte_set(d.as_bytes())
+                            };
                             for (b, rs) in &group.byte_rules {
                                 if present[(*b >> 6) as usize] & (1u64 << (*b & 63)) == 0 {
                                     continue;
@@ -1372,6 +1430,7 @@ impl WafPlan {
                             &mut matched,
                             &mut matches,
                             &mut score,
+                            &mut det,
                         );
                     }
                 }
@@ -1391,6 +1450,7 @@ impl WafPlan {
                         &mut matched,
                         &mut matches,
                         &mut score,
+                        &mut det,
                     );
                 }
             }
@@ -1419,6 +1479,7 @@ impl WafPlan {
         matched: &mut [bool],
         matches: &mut Vec<RuleMatch>,
         score: &mut u32,
+        det: &mut DetMemo,
     ) {
         if matched[r] {
             return;
@@ -1430,8 +1491,10 @@ impl WafPlan {
         let Some(sev) = policy.effective(rule.id, rule.severity, rule.pl) else {
             return;
         };
-        let Some(data) = rule.main.eval(val) else {
-            return;
+        let data = match (det.run(&rule.main.op, val), rule.main.negate) {
+            (Some(d), false) => d,
+            (None, true) => truncate(val),
+            _ => return,
         };
         for e in excl {
             if !e.covers_rule(rule.id) {
@@ -1487,6 +1550,40 @@ impl WafPlan {
         ctx.vars.iter().any(|v| {
             cond.selects(v.coll, &v.name) && cond.eval(&apply_chain(chain, &v.value)).is_some()
         })
+    }
+}
+
+/// Results of the (costly) tokenizer detectors for the current variable: several rules run the same
+/// detector on values that often end up identical after their transformations.
+#[derive(Default)]
+struct DetMemo {
+    /// (0 = sqli / 1 = xss, value, operator result).
+    entries: Vec<(u8, String, Option<String>)>,
+}
+
+impl DetMemo {
+    #[inline]
+    fn run(&mut self, op: &Op, v: &str) -> Option<String> {
+        let kind = match op {
+            Op::DetectSqli => 0u8,
+            Op::DetectXss => 1u8,
+            _ => return op.run(v),
+        };
+        if !sqli_candidate(v) {
+            return None;
+        }
+        if let Some((_, _, r)) = self
+            .entries
+            .iter()
+            .find(|(k, val, _)| *k == kind && val.as_str() == v)
+        {
+            return r.clone();
+        }
+        let r = op.run(v);
+        if self.entries.len() < 16 {
+            self.entries.push((kind, v.to_string(), r.clone()));
+        }
+        r
     }
 }
 

@@ -243,6 +243,87 @@ pub fn required_literals(pattern: &str) -> Option<Vec<String>> {
     Some(out)
 }
 
+/// First-byte set of a regex: a 256-entry table of the bytes a (non-empty) match can start with,
+/// or `None` when the regex can match the empty string (or the pattern does not parse, or every
+/// byte is possible). A text containing none of these bytes cannot match, so the regex need not run.
+pub fn first_bytes(pattern: &str) -> Option<Box<[bool; 256]>> {
+    let hir = regex_syntax::ParserBuilder::new()
+        .build()
+        .parse(pattern)
+        .ok()?;
+    let mut set = Box::new([false; 256]);
+    let nullable = first_into(&hir, &mut set, 0)?;
+    if nullable || set.iter().all(|&b| b) {
+        return None;
+    }
+    Some(set)
+}
+
+fn lead_byte(c: char) -> u8 {
+    let mut buf = [0u8; 4];
+    c.encode_utf8(&mut buf).as_bytes()[0]
+}
+
+/// Adds the possible first bytes of `h` to `set`; returns whether `h` can match the empty string
+/// (None when the analysis gives up: too deep).
+fn first_into(h: &Hir, set: &mut [bool; 256], depth: usize) -> Option<bool> {
+    if depth > 200 {
+        return None;
+    }
+    Some(match h.kind() {
+        HirKind::Empty | HirKind::Look(_) => true,
+        HirKind::Literal(l) => match l.0.first() {
+            Some(&b) => {
+                set[b as usize] = true;
+                false
+            }
+            None => true,
+        },
+        HirKind::Class(Class::Unicode(u)) => {
+            for r in u.ranges() {
+                // UTF-8 lead bytes grow with the code point, so the range of lead bytes is a superset.
+                let (a, b) = (lead_byte(r.start()), lead_byte(r.end()));
+                for x in a..=b {
+                    set[x as usize] = true;
+                }
+            }
+            false
+        }
+        HirKind::Class(Class::Bytes(bc)) => {
+            for r in bc.ranges() {
+                for x in r.start()..=r.end() {
+                    set[x as usize] = true;
+                }
+            }
+            false
+        }
+        HirKind::Capture(c) => first_into(&c.sub, set, depth + 1)?,
+        HirKind::Repetition(r) => {
+            let n = first_into(&r.sub, set, depth + 1)?;
+            n || r.min == 0
+        }
+        HirKind::Concat(children) => {
+            let mut nullable = true;
+            for ch in children {
+                if !first_into(ch, set, depth + 1)? {
+                    nullable = false;
+                    break;
+                }
+            }
+            nullable
+        }
+        HirKind::Alternation(alts) => {
+            let mut nullable = false;
+            for a in alts {
+                if first_into(a, set, depth + 1)? {
+                    nullable = true;
+                }
+            }
+            nullable
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,5 +348,18 @@ mod tests {
             required_literals(r"(?i)on[a-z]+\s*="),
             Some(vec!["on".to_string()])
         );
+    }
+
+    #[test]
+    fn first_byte_sets() {
+        let f = first_bytes(r"[\r\n]").unwrap();
+        assert!(f[b'\r' as usize] && f[b'\n' as usize] && !f[b'a' as usize]);
+        let f = first_bytes(r"(?i)\bab|^\s*x").unwrap();
+        assert!(f[b'a' as usize] && f[b'A' as usize] && f[b'x' as usize] && f[b' ' as usize]);
+        assert!(!f[b'b' as usize]);
+        assert!(first_bytes(r"^\s*$").is_none());
+        assert!(first_bytes(r"a*").is_none());
+        let f = first_bytes(r"[^a-z]").unwrap();
+        assert!(f[0xC3] && f[b'A' as usize] && !f[b'q' as usize]);
     }
 }

@@ -83,7 +83,14 @@ impl Transform {
             Transform::JsDecode => js_decode(s),
             Transform::CssDecode => css_decode(s),
             Transform::Lowercase => {
-                if s.chars().any(|c| c.is_uppercase()) {
+                if s.is_ascii() {
+                    // Same result as the Unicode path for ASCII input, without the char walk.
+                    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+                        Some(s.to_ascii_lowercase())
+                    } else {
+                        None
+                    }
+                } else if s.chars().any(|c| c.is_uppercase()) {
                     Some(s.to_lowercase())
                 } else {
                     None
@@ -91,6 +98,15 @@ impl Transform {
             }
             Transform::CompressWhitespace => compress_whitespace(s),
             Transform::RemoveWhitespace => {
+                if s.is_ascii() {
+                    // ASCII whitespace per `char::is_whitespace`: \t \n \x0b \x0c \r and space.
+                    let ws = |b: u8| matches!(b, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ');
+                    if !s.bytes().any(ws) {
+                        return None;
+                    }
+                    let out: Vec<u8> = s.bytes().filter(|&b| !ws(b)).collect();
+                    return String::from_utf8(out).ok();
+                }
                 if s.chars().any(|c| c.is_whitespace()) {
                     Some(s.chars().filter(|c| !c.is_whitespace()).collect())
                 } else {
@@ -98,7 +114,7 @@ impl Transform {
                 }
             }
             Transform::RemoveNulls => {
-                if s.contains('\0') {
+                if memchr::memchr(0, s.as_bytes()).is_some() {
                     Some(s.replace('\0', ""))
                 } else {
                     None
@@ -122,6 +138,74 @@ impl Transform {
             Transform::HexDecode => hex_decode(s),
             Transform::Base64DecodeEmbedded => base64_decode_embedded(s),
         }
+    }
+}
+
+/// Byte-presence set (256 bits) of a text, as used by [`Transform::may_change`].
+#[inline]
+pub fn byte_set(s: &[u8]) -> [u64; 4] {
+    let mut present = [0u64; 4];
+    for &b in s {
+        present[(b >> 6) as usize] |= 1u64 << (b & 63);
+    }
+    present
+}
+
+const fn mask_of(bytes: &[u8], high: bool) -> [u64; 4] {
+    let mut m = [0u64; 4];
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        m[(b >> 6) as usize] |= 1u64 << (b & 63);
+        i += 1;
+    }
+    if high {
+        m[2] = u64::MAX;
+        m[3] = u64::MAX;
+    }
+    m
+}
+
+const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+const M_URL: [u64; 4] = mask_of(b"%+", false);
+const M_PCT: [u64; 4] = mask_of(b"%", false);
+const M_AMP: [u64; 4] = mask_of(b"&", false);
+const M_BSL: [u64; 4] = mask_of(b"\\", false);
+const M_LOWER: [u64; 4] = mask_of(UPPER, true);
+const M_WS: [u64; 4] = mask_of(b"\t\n\x0b\x0c\r ", true);
+const M_NUL: [u64; 4] = mask_of(b"\0", false);
+const M_PATH: [u64; 4] = mask_of(b"\\/.", false);
+const M_CMD: [u64; 4] = {
+    let mut m = mask_of(b"\\\"'^ \t\n\r,;", true);
+    let u = mask_of(UPPER, false);
+    m[1] |= u[1];
+    m
+};
+const M_COMMENT: [u64; 4] = mask_of(b"#-*", false);
+
+impl Transform {
+    /// False when `apply` is certain to return `None` (leave the value unchanged) for any text whose
+    /// byte-presence set (see [`byte_set`]) is `present`: the text has none of the bytes the
+    /// transformation acts on. True means "call `apply` to find out".
+    #[inline]
+    pub fn may_change(self, present: &[u64; 4]) -> bool {
+        let m = match self {
+            Transform::UrlDecode => &M_URL,
+            Transform::Utf8Overlong => &M_PCT,
+            Transform::HtmlEntityDecode => &M_AMP,
+            Transform::JsDecode | Transform::CssDecode => &M_BSL,
+            Transform::Lowercase => &M_LOWER,
+            Transform::CompressWhitespace | Transform::RemoveWhitespace | Transform::Trim => &M_WS,
+            Transform::RemoveNulls => &M_NUL,
+            Transform::NormalizePath => &M_PATH,
+            Transform::CmdLine => &M_CMD,
+            Transform::RemoveComments | Transform::ReplaceComments => &M_COMMENT,
+            Transform::Base64Decode
+            | Transform::Length
+            | Transform::HexDecode
+            | Transform::Base64DecodeEmbedded => return true,
+        };
+        (m[0] & present[0]) | (m[1] & present[1]) | (m[2] & present[2]) | (m[3] & present[3]) != 0
     }
 }
 
@@ -199,7 +283,12 @@ pub fn fix_overlong(b: &[u8]) -> Vec<u8> {
 /// One pass of percent decoding (with %uXXXX and '+' -> space when `plus`). Returns None if unchanged.
 pub fn url_decode_once(s: &str, plus: bool) -> Option<String> {
     let b = s.as_bytes();
-    if !b.iter().any(|&c| c == b'%' || (plus && c == b'+')) {
+    let has = if plus {
+        memchr::memchr2(b'%', b'+', b).is_some()
+    } else {
+        memchr::memchr(b'%', b).is_some()
+    };
+    if !has {
         return None;
     }
     let mut out: Vec<u8> = Vec::with_capacity(b.len());
@@ -265,12 +354,18 @@ pub fn url_decode_full(s: &str) -> Option<String> {
 
 /// Decode `%c0%af`-style overlong sequences still in percent-encoded form.
 pub fn utf8_overlong_percent(s: &str) -> Option<String> {
-    let lower = s.to_ascii_lowercase();
-    if !(lower.contains("%c0")
-        || lower.contains("%c1")
-        || lower.contains("%e0")
-        || lower.contains("%f0"))
-    {
+    // Same test as "the lowercased input contains %c0, %c1, %e0 or %f0", without allocating.
+    let bytes = s.as_bytes();
+    let found = memchr::memchr_iter(b'%', bytes).any(|p| {
+        matches!(
+            (
+                bytes.get(p + 1).map(|c| c.to_ascii_lowercase()),
+                bytes.get(p + 2)
+            ),
+            (Some(b'c'), Some(b'0' | b'1')) | (Some(b'e' | b'f'), Some(b'0'))
+        )
+    });
+    if !found {
         return None;
     }
     // Decode only the overlong sequences; leave other escapes untouched.
@@ -378,9 +473,7 @@ fn named_entity(name: &str) -> Option<char> {
 
 /// Decode HTML character references (named subset, decimal, hex; trailing ';' optional).
 pub fn html_entity_decode(s: &str) -> Option<String> {
-    if !s.contains('&') {
-        return None;
-    }
+    memchr::memchr(b'&', s.as_bytes())?;
     let b = s.as_bytes();
     let mut out = String::with_capacity(s.len());
     let mut i = 0;
@@ -453,9 +546,7 @@ pub fn html_entity_decode(s: &str) -> Option<String> {
 
 /// Decode JavaScript escapes: \xHH, \uHHHH, \u{H..}, \OOO (octal), \n \t \r and \c -> c.
 pub fn js_decode(s: &str) -> Option<String> {
-    if !s.contains('\\') {
-        return None;
-    }
+    memchr::memchr(b'\\', s.as_bytes())?;
     let chars: Vec<char> = s.chars().collect();
     let mut out = String::with_capacity(s.len());
     let mut i = 0;
@@ -544,9 +635,7 @@ pub fn js_decode(s: &str) -> Option<String> {
 
 /// Decode CSS escapes: \H..H (1-6 hex digits, optional trailing whitespace) and \c -> c.
 pub fn css_decode(s: &str) -> Option<String> {
-    if !s.contains('\\') {
-        return None;
-    }
+    memchr::memchr(b'\\', s.as_bytes())?;
     let chars: Vec<char> = s.chars().collect();
     let mut out = String::with_capacity(s.len());
     let mut i = 0;
@@ -622,12 +711,15 @@ pub fn compress_whitespace(s: &str) -> Option<String> {
 /// Normalise a path: backslashes to '/', collapse '//', drop '/./', resolve '../' (never above root;
 /// leading '../' segments are kept so traversal stays visible).
 pub fn normalize_path(s: &str) -> Option<String> {
-    if !(s.contains('\\')
-        || s.contains("//")
-        || s.contains("/.")
-        || s.contains("./")
-        || s.starts_with('.'))
-    {
+    // Same test as: contains '\\', "//", "/." or "./", or starts with '.'.
+    let bs = s.as_bytes();
+    let needs = bs.first() == Some(&b'.')
+        || memchr::memchr3_iter(b'\\', b'/', b'.', bs).any(|p| match bs[p] {
+            b'\\' => true,
+            b'/' => matches!(bs.get(p + 1), Some(b'/' | b'.')),
+            _ => bs.get(p + 1) == Some(&b'/'),
+        });
+    if !needs {
         return None;
     }
     let t = s.replace('\\', "/");
@@ -799,7 +891,14 @@ pub fn cmdline(s: &str) -> Option<String> {
 
 /// Remove (or replace with a space) SQL/C comments: /* ... */, -- to end of line, # to end of line.
 pub fn remove_comments(s: &str, replace: bool) -> Option<String> {
-    if !(s.contains("/*") || s.contains("--") || s.contains('#') || s.contains("*/")) {
+    // Same test as: contains "/*", "--", '#' or "*/".
+    let bs = s.as_bytes();
+    let needs = memchr::memchr3_iter(b'#', b'-', b'*', bs).any(|p| match bs[p] {
+        b'#' => true,
+        b'-' => bs.get(p + 1) == Some(&b'-'),
+        _ => (p > 0 && bs[p - 1] == b'/') || bs.get(p + 1) == Some(&b'/'),
+    });
+    if !needs {
         return None;
     }
     let b = s.as_bytes();
@@ -910,6 +1009,47 @@ mod tests {
             t("base64_decode_embedded", "abcdefghijklmnop"),
             "abcdefghijklmnop"
         );
+    }
+
+    #[test]
+    fn may_change_is_conservative() {
+        let samples = [
+            "plain",
+            "Mixed Case",
+            "a%20b",
+            "x+y",
+            "&lt;",
+            "\\x41",
+            "a\0b",
+            "/a/./b",
+            "..\\x",
+            "A;b,c",
+            "un/**/ion",
+            "a--b",
+            "#x",
+            "  trim ",
+            "caf\u{e9}",
+            "\u{c9}T\u{c9}",
+            "a\tb",
+            "%c0%af",
+            "zz",
+            "abc/def",
+            "x.y",
+            "q'r\"s^t",
+            "SGVsbG8gV29ybGQ=",
+            "0x4142",
+            "aGVsbG8gd29ybGQgdGhpcw",
+        ];
+        for s in samples {
+            let set = byte_set(s.as_bytes());
+            for (i, name) in Transform::NAMES.iter().enumerate() {
+                let t = Transform::parse(name).unwrap();
+                assert_eq!(t as usize, i);
+                if !t.may_change(&set) {
+                    assert!(t.apply(s).is_none(), "{} changed {:?}", name, s);
+                }
+            }
+        }
     }
 
     #[test]
