@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portcullis::waf::body::{parse_body, parse_json_into};
+use pfuzz::waf::body::{parse_body, parse_json_into};
 
 fuzz_target!(|data: &[u8]| {
     let mut args = Vec::new();

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portcullis::waf::body::{boundary_of, parse_body};
+use pfuzz::waf::body::{boundary_of, parse_body};
 
 fuzz_target!(|data: &[u8]| {
     let (ct, body) = match data.iter().position(|&b| b == b'\n') {

@@ -2,8 +2,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portcullis::waf::body::{parse_body, parse_xml_into};
-use portcullis::waf::transform::bytes_to_string;
+use pfuzz::waf::body::{parse_body, parse_xml_into};
+use pfuzz::waf::transform::bytes_to_string;
 
 fuzz_target!(|data: &[u8]| {
     let s = bytes_to_string(data);

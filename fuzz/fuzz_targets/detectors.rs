@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portcullis::waf::detect::{detect_sqli, detect_xss};
+use pfuzz::waf::detect::{detect_sqli, detect_xss};
 
 fuzz_target!(|data: &[u8]| {
     let s = String::from_utf8_lossy(data);

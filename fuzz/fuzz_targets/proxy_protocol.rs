@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portcullis::netrules::parse_proxy_header;
+use pfuzz::proxy_protocol::parse_proxy_header;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(Some((h, used))) = parse_proxy_header(data) {

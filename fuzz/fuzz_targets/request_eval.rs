@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use once_cell::sync::Lazy;
-use portcullis::waf::{default_plan, parse_raw_request, Mode, Policy, WafPlan};
+use pfuzz::waf::{default_plan, parse_raw_request, Mode, Policy, WafPlan};
 
 static PLAN: Lazy<WafPlan> = Lazy::new(|| default_plan().expect("embedded rule set compiles"));
 static PL1: Lazy<Policy> = Lazy::new(Policy::default);

@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use once_cell::sync::Lazy;
-use portcullis::waf::{OwnedRequest, Policy, WafPlan, DEFAULT_RULESET};
+use pfuzz::waf::{OwnedRequest, Policy, WafPlan, DEFAULT_RULESET};
 
 static DATA_FILES: Lazy<Vec<(String, String)>> = Lazy::new(|| {
     DEFAULT_RULESET
@@ -31,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
     files.push(("custom/900-fuzz.toml".to_string(), text.to_string()));
     if let Ok(plan) = WafPlan::from_sources(&files) {
         let _ = plan.rules();
-        let policy = Policy::new(portcullis::waf::Mode::Prevention, 4, 5);
+        let policy = Policy::new(pfuzz::waf::Mode::Prevention, 4, 5);
         PROBE.with_request(|r| {
             let _ = plan.evaluate(r, &policy);
         });

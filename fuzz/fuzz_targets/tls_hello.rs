@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portcullis::tls::hello::{parse, Parsed};
+use pfuzz::tls_hello::{parse, Parsed};
 
 fuzz_target!(|data: &[u8]| {
     // Every prefix of a complete hello must be Incomplete or a verdict, never a panic; check a

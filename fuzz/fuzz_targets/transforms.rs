@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portcullis::waf::transform::{self, Transform, N_TRANSFORMS};
+use pfuzz::waf::transform::{self, Transform, N_TRANSFORMS};
 
 fuzz_target!(|data: &[u8]| {
     // Byte-level helpers.

@@ -1,0 +1,28 @@
+//! The code under test, for the fuzz targets.
+//!
+//! With the `full` feature this re-exports the real `portcullis` crate's modules. Without it,
+//! the self-contained modules (they use nothing else from the crate) are compiled here straight
+//! from the main crate's source files, so the fuzzed code is the same code without building
+//! pingora and the rest of the proxy.
+#![allow(dead_code, unused_imports, clippy::all)]
+
+#[cfg(feature = "full")]
+pub use portcullis::waf;
+
+#[cfg(feature = "full")]
+pub use portcullis::tls::hello as tls_hello;
+
+#[cfg(feature = "full")]
+pub use portcullis::netrules as proxy_protocol;
+
+#[cfg(not(feature = "full"))]
+#[path = "../../src/waf/mod.rs"]
+pub mod waf;
+
+#[cfg(not(feature = "full"))]
+#[path = "../../src/tls/hello.rs"]
+pub mod tls_hello;
+
+#[cfg(not(feature = "full"))]
+#[path = "../../src/netrules/proxy_protocol.rs"]
+pub mod proxy_protocol;
