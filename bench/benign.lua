@@ -1,0 +1,10 @@
+-- A benign API GET as a browser sends it: realistic headers and cookies.
+wrk.method = "GET"
+wrk.path = "/api/v1/products?id=42&sort=price&lang=en-US"
+wrk.headers["Host"] = "api.example.test"
+wrk.headers["User-Agent"] = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+wrk.headers["Accept"] = "application/json, text/plain, */*"
+wrk.headers["Accept-Language"] = "en-US,en;q=0.9,de;q=0.8"
+wrk.headers["Accept-Encoding"] = "gzip, deflate, br"
+wrk.headers["Referer"] = "https://www.example.test/shop/catalog?page=2"
+wrk.headers["Cookie"] = "session=3f9a1c2e7b5d4e8f9a0b1c2d3e4f5a6b; _ga=GA1.2.1234567890.1700000000; theme=dark; cart=eyJpdGVtcyI6WzEsMiwzXX0%3D"

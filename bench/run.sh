@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# End-to-end benchmark, one run, same origin, same request mixes, load generator
+# on the same machine (see BENCHMARKS.md):
+#   portcullis (WAF on, default rules, PL1, prevention) | portcullis (WAF off)
+#   | minimal pingora proxy (examples/minimal_proxy.rs) | nginx | nginx + ModSecurity + CRS
+# Usage: bench/run.sh [DURATION_SECONDS] ; env CONNS (default 32), PROXY_THREADS (default 2).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${1:-10}
+CONNS=${CONNS:-32}
+PROXY_THREADS=${PROXY_THREADS:-2}
+PEER=${PEER:-../shared/peer}
+
+need=()
+for b in nginx wrk; do command -v $b >/dev/null || need+=($b); done
+[ -f /usr/lib/nginx/modules/ngx_http_modsecurity_module.so ] || need+=(libnginx-mod-http-modsecurity modsecurity-crs)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing ${need[*]}" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx libnginx-mod-http-modsecurity modsecurity-crs wrk >/dev/null
+fi
+bash scripts/prereqs.sh
+cargo build --release --quiet --bin portcullis --example minimal_proxy
+
+W=$(mktemp -d /tmp/portcullis-bench.XXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  nginx -p /tmp/peer-nginx -c "$W/peer/nginx.conf" -s quit 2>/dev/null || true
+  rm -rf "$W"
+}
+trap cleanup EXIT
+
+# The peer: origin (18081), nginx + ModSecurity + CRS (18080), plain nginx (18082).
+# The peer's nginx.conf keeps its pid, logs and temp files under /tmp/peer-nginx.
+mkdir -p "$W/peer" /tmp/peer-nginx
+for f in "$PEER"/*.conf; do sed "s#PEER_DIR#$W/peer#g" "$f" > "$W/peer/$(basename "$f")"; done
+nginx -p /tmp/peer-nginx -c "$W/peer/nginx.conf"
+
+edge_config() { # port, waf mode
+  cat <<TOML
+[server]
+threads = $PROXY_THREADS
+[logging]
+access_log = "off"
+waf_log = "off"
+[waf.policy]
+mode = "$2"
+[[listeners]]
+name = "bench"
+bind = "127.0.0.1:$1"
+protocol = "http"
+[[sites]]
+name = "bench"
+hosts = ["*"]
+routes = [{ pool = "origin" }]
+[[pools]]
+name = "origin"
+backends = [{ address = "127.0.0.1:18081" }]
+TOML
+}
+edge_config 19001 prevention > "$W/waf-on.toml"
+edge_config 19002 off > "$W/waf-off.toml"
+target/release/portcullis run -c "$W/waf-on.toml" >/dev/null 2>&1 & pids+=($!); WAF_ON=$!
+target/release/portcullis run -c "$W/waf-off.toml" >/dev/null 2>&1 & pids+=($!); WAF_OFF=$!
+target/release/examples/minimal_proxy 127.0.0.1:19003 127.0.0.1:18081 "$PROXY_THREADS" >/dev/null 2>&1 & pids+=($!); MINIMAL=$!
+sleep 2
+
+nginx_pids() { pgrep -f "nginx: worker process" | tr '\n' ' '; }
+cpu_ticks() { # sum of utime+stime over pids
+  local t=0; for p in "$@"; do
+    if [ -r "/proc/$p/stat" ]; then set -- $(sed 's/.*) //' "/proc/$p/stat"); t=$((t + ${12} + ${13})); fi
+  done; echo $t; }
+
+results="$W/results.tsv"
+: > "$results"
+run() { # name, port, pids, lua
+  local name=$1 port=$2 pidlist=$3 lua=$4
+  local before after out
+  before=$(cpu_ticks $pidlist)
+  out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "bench/$lua.lua" "http://127.0.0.1:$port/" 2>&1)
+  after=$(cpu_ticks $pidlist)
+  python3 - "$name" "$lua" "$before" "$after" "$(getconf CLK_TCK)" >> "$results" <<PY
+import re, sys
+name, mix, before, after, hz = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+out = """$out"""
+def lat(label):
+    m = re.search(r"\s%s%%\s+([\d.]+)(us|ms|s)" % label, out)
+    if not m: return float("nan")
+    v, u = float(m.group(1)), m.group(2)
+    return v / 1000 if u == "us" else v * 1000 if u == "s" else v
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+total = int(re.search(r"(\d+) requests in", out).group(1))
+non2xx = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
+cpu_us = (after - before) / hz * 1e6 / max(total, 1)
+print(f"{name}\t{mix}\t{rps:.0f}\t{lat('50'):.3f}\t{lat('99'):.3f}\t{cpu_us:.1f}\t{non2xx}\t{total}")
+PY
+}
+
+for mix in benign post_json post_form attack; do
+  run "portcullis WAF on" 19001 "$WAF_ON" $mix
+  run "portcullis WAF off" 19002 "$WAF_OFF" $mix
+  run "minimal pingora" 19003 "$MINIMAL" $mix
+  run "nginx" 18082 "$(nginx_pids)" $mix
+  run "nginx+ModSecurity+CRS" 18080 "$(nginx_pids)" $mix
+done
+
+python3 - "$results" <<'PY'
+import sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+print("| mix | proxy | req/s | p50 ms | p99 ms | CPU us/req | non-2xx | requests |")
+print("|---|---|---:|---:|---:|---:|---:|---:|")
+for name, mix, rps, p50, p99, cpu, bad, total in rows:
+    print(f"| {mix} | {name} | {rps} | {p50} | {p99} | {cpu} | {bad} | {total} |")
+by = {(r[1], r[0]): float(r[2]) for r in rows}
+print()
+for mix in ("benign", "post_json", "post_form", "attack"):
+    on = by.get((mix, "portcullis WAF on"))
+    if not on: continue
+    def ratio(other):
+        v = by.get((mix, other)); return f"{on / v:.2f}x" if v else "n/a"
+    print(f"- {mix}: WAF on vs minimal pingora {ratio('minimal pingora')}, vs nginx {ratio('nginx')}, vs nginx+ModSecurity+CRS {ratio('nginx+ModSecurity+CRS')}, vs WAF off {ratio('portcullis WAF off')}")
+PY

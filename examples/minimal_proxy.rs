@@ -1,0 +1,51 @@
+//! The ceiling for this design in benchmarks: a pingora proxy with no logic
+//! at all (one upstream, no routing, no checks, no logging).
+//!
+//! `cargo run --release --example minimal_proxy -- LISTEN UPSTREAM THREADS`
+
+use async_trait::async_trait;
+use pingora::prelude::*;
+use pingora::server::configuration::ServerConf;
+use pingora::upstreams::peer::HttpPeer;
+
+struct Minimal {
+    upstream: String,
+}
+
+#[async_trait]
+impl ProxyHttp for Minimal {
+    type CTX = ();
+
+    fn new_ctx(&self) {}
+
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
+        Ok(Box::new(HttpPeer::new(
+            self.upstream.as_str(),
+            false,
+            String::new(),
+        )))
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let listen = args
+        .get(1)
+        .cloned()
+        .unwrap_or_else(|| "127.0.0.1:19003".into());
+    let upstream = args
+        .get(2)
+        .cloned()
+        .unwrap_or_else(|| "127.0.0.1:18081".into());
+    let threads = args.get(3).and_then(|t| t.parse().ok()).unwrap_or(2);
+    let conf = ServerConf {
+        threads,
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let mut svc = http_proxy_service(&server.configuration, Minimal { upstream });
+    svc.add_tcp(&listen);
+    server.add_service(svc);
+    server.run_forever();
+}
