@@ -18,7 +18,6 @@ pub struct Metrics {
     pub upstream_duration: HistogramVec,
     pub reloads: IntCounterVec,
     pub tls_handshake_failures: IntCounterVec,
-    pub panics: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -83,7 +82,6 @@ impl Metrics {
                 "Failed TLS handshakes by reason.",
                 &["reason"],
             ),
-            panics: counter("portcullis_panics_total", "Panics caught in request handling.", &["phase"]),
             registry,
         }
     }
