@@ -71,7 +71,7 @@ async fn exchange(
 /// Splits a buffer into (type, stream, payload) frames.
 fn parse_frames(buf: &[u8]) -> Vec<(u8, u32, Vec<u8>)> {
     let mut frames = Vec::new();
-    let mut rest = &buf[..];
+    let mut rest = buf;
     while rest.len() >= 9 {
         let len = (usize::from(rest[0]) << 16) | (usize::from(rest[1]) << 8) | usize::from(rest[2]);
         if rest.len() < 9 + len {
