@@ -9,7 +9,7 @@ if [ ! -d "$CORPORA" ]; then
   exit 0
 fi
 cargo build --release --quiet
-BIN=target/release/portcullis
+BIN="${CARGO_TARGET_DIR:-target}/release/portcullis"
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 "$BIN" replay --json "$CORPORA/blazehttp-half.jsonl" > "$OUT/blazehttp.json"

@@ -1,7 +1,11 @@
 //! The request path, as pingora's `ProxyHttp` phases:
-//! `request_filter` (protocol checks, routing; later geo, rules and WAF) ->
-//! `upstream_peer` (backend selection) -> `upstream_request_filter`
-//! (forwarding headers) -> `response_filter` -> `logging`.
+//! `request_filter` (the stages in `stages.rs`: protocol checks, client
+//! identity and routing, body read-ahead, client certificate, custom rules,
+//! rate limits and the WAF, rewrites) -> `request_body_filter` (limits, the
+//! WAF on streamed bodies) -> `upstream_peer` (backend selection) ->
+//! `upstream_request_filter` (forwarding headers) -> `upstream_response_filter`
+//! (passive health, retries) -> `response_filter` (rewrites, hardening) ->
+//! `logging` (access and WAF logs, metrics).
 //!
 //! Each request takes one snapshot of the runtime plan when it starts and uses
 //! it to the end, so a reload never changes the rules under a request.
@@ -23,9 +27,6 @@ use crate::plan::RuntimePlan;
 use crate::routing::normalize_host;
 use crate::state::EdgeState;
 use crate::tls::mtls::ClientCertFacts;
-
-/// Envoy's header for the client certificate: set by the edge, never by a client.
-const XFCC: &str = "x-forwarded-client-cert";
 use async_trait::async_trait;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
@@ -34,6 +35,9 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::ErrorType;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// Envoy's header for the client certificate: set by the edge, never by a client.
+const XFCC: &str = "x-forwarded-client-cert";
 
 /// The proxy for one listener.
 pub struct Edge {
@@ -93,13 +97,14 @@ impl Edge {
     }
 }
 
-/// The consistent-hash key of a request.
-fn hash_key(session: &Session, key: &crate::upstream::HashKey) -> Vec<u8> {
+/// The consistent-hash key of a request: the real client address (after
+/// trusted proxies and PROXY protocol), or a header.
+fn hash_key(session: &Session, ctx: &RequestCtx, key: &crate::upstream::HashKey) -> Vec<u8> {
     match key {
-        crate::upstream::HashKey::ClientIp => session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip().to_string().into_bytes())
+        crate::upstream::HashKey::ClientIp => ctx
+            .client
+            .ip
+            .map(|ip| ip.to_string().into_bytes())
             .unwrap_or_default(),
         crate::upstream::HashKey::Header(name) => session
             .req_header()
@@ -282,7 +287,7 @@ impl ProxyHttp for Edge {
                 "total timeout reached before a retry",
             );
         }
-        let key = hash_key(session, &pool.hash_key);
+        let key = hash_key(session, ctx, &pool.hash_key);
         let Some(idx) = pool.select(&key, &ctx.tried) else {
             return Error::e_explain(
                 ErrorType::HTTPStatus(503),
