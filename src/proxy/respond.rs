@@ -8,8 +8,22 @@ use pingora::Result;
 
 /// Writes a complete plain-text response.
 pub async fn text(session: &mut Session, status: u16, request_id: &str, body: &str) -> Result<()> {
+    text_with_headers(session, status, request_id, body, &[]).await
+}
+
+/// Like [`text`], with extra response headers (e.g. `Retry-After`).
+pub async fn text_with_headers(
+    session: &mut Session,
+    status: u16,
+    request_id: &str,
+    body: &str,
+    extra: &[(&'static str, String)],
+) -> Result<()> {
     let body = Bytes::from(format!("{body}\nrequest id: {request_id}\n"));
-    let mut resp = ResponseHeader::build(status, Some(4))?;
+    let mut resp = ResponseHeader::build(status, Some(4 + extra.len()))?;
+    for (name, value) in extra {
+        resp.insert_header(*name, value.as_str())?;
+    }
     resp.insert_header("content-type", "text/plain; charset=utf-8")?;
     resp.insert_header("content-length", body.len().to_string())?;
     resp.insert_header("x-request-id", request_id)?;

@@ -233,22 +233,19 @@ impl Edge {
         };
         ctx.block_reason = Some("rate_limit");
         let status = if blocked.check.store_error { 503 } else { 429 };
-        let mut resp = pingora::http::ResponseHeader::build(status, Some(4))?;
-        let body = format!(
-            "too many requests (limit {}: {})\nrequest id: {}\n",
-            blocked.rule, blocked.check.limit, ctx.request_id
+        let msg = format!(
+            "too many requests (limit {}: {})",
+            blocked.rule, blocked.check.limit
         );
-        resp.insert_header(
-            "retry-after",
-            blocked.check.retry_after_secs.max(1).to_string(),
-        )?;
-        resp.insert_header("content-type", "text/plain; charset=utf-8")?;
-        resp.insert_header("content-length", body.len().to_string())?;
-        resp.insert_header("x-request-id", &ctx.request_id)?;
-        session.write_response_header(Box::new(resp), false).await?;
-        session
-            .write_response_body(Some(bytes::Bytes::from(body)), true)
-            .await?;
+        let retry_after = blocked.check.retry_after_secs.max(1).to_string();
+        respond::text_with_headers(
+            session,
+            status,
+            &ctx.request_id,
+            &msg,
+            &[("retry-after", retry_after)],
+        )
+        .await?;
         Ok(false)
     }
 
