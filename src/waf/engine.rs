@@ -8,6 +8,7 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex::Regex;
 
 use super::body::{parse_body, parse_urlencoded_into};
+use super::clean_cache;
 use super::policy::{Exclusion, Mode, Policy};
 use super::prefilter::{first_bytes, required_literals};
 use super::request::HttpRequest;
@@ -218,9 +219,25 @@ pub struct RuleInfo {
     pub tags: Vec<String>,
 }
 
+/// What trying one rule on one variable decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tried {
+    /// The rule cannot match this variable (name, policy or operator said no).
+    NoMatch,
+    Matched,
+    /// The answer depended on more than the variable itself (the rule had already matched in
+    /// this request, a chained condition or an exclusion decided): not a fact about the value.
+    Contextual,
+}
+
+/// Source of [`WafPlan`] ids: each compiled plan gets its own, so per-thread memories keyed by
+/// plan (see [`clean_cache`]) never mix a reloaded rule set with an older one.
+static NEXT_PLAN_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// Immutable compiled rule set. Build once, share via `Arc`, evaluate from any thread.
 #[derive(Debug)]
 pub struct WafPlan {
+    id: u64,
     rules: Vec<Rule>,
     chains: Vec<ChainInfo>,
     groups: Vec<Group>,
@@ -953,6 +970,7 @@ impl WafPlan {
                 })
         });
         WafPlan {
+            id: NEXT_PLAN_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             rules,
             chains: b.chains,
             groups,
@@ -1238,6 +1256,10 @@ impl WafPlan {
             .iter()
             .filter(|e| e.applies_to_request(&ctx.host, &ctx.path))
             .collect();
+        // Values found clean before are skipped (see `clean_cache` for why this is sound); not
+        // when an exclusion applies, since exclusions depend on the request's host and path.
+        let remember = policy.remember_clean_values && excl.is_empty();
+        let tag = self.id.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ policy.selection_key();
         let n = self.rules.len();
         let mut matched = vec![false; n];
         let mut stamp = vec![0u32; n];
@@ -1265,6 +1287,18 @@ impl WafPlan {
             if gs.is_empty() {
                 continue;
             }
+            let cache_slot = slot as u16;
+            let cache_key = if remember {
+                clean_cache::key(cache_slot, &var.name, &var.value)
+            } else {
+                None
+            };
+            if let Some(k) = cache_key {
+                if clean_cache::is_clean(k, tag, cache_slot, &var.name, &var.value) {
+                    continue;
+                }
+            }
+            let mut clean = true;
             det.entries.clear();
             // Bytes present in the raw value: transformations that act on none of them are skipped.
             let raw_present = byte_set(var.value.as_bytes());
@@ -1420,7 +1454,7 @@ impl WafPlan {
                         {
                             continue;
                         }
-                        self.try_rule(
+                        clean &= self.try_rule(
                             r,
                             var,
                             val,
@@ -1431,7 +1465,7 @@ impl WafPlan {
                             &mut matches,
                             &mut score,
                             &mut det,
-                        );
+                        ) == Tried::NoMatch;
                     }
                 }
                 for &r in &group.always {
@@ -1440,7 +1474,7 @@ impl WafPlan {
                     if self.rules[r].require_change && self.unchanged(&cache, r, val, &var.value) {
                         continue;
                     }
-                    self.try_rule(
+                    clean &= self.try_rule(
                         r,
                         var,
                         val,
@@ -1451,8 +1485,11 @@ impl WafPlan {
                         &mut matches,
                         &mut score,
                         &mut det,
-                    );
+                    ) == Tried::NoMatch;
                 }
+            }
+            if let (true, Some(k)) = (clean, cache_key) {
+                clean_cache::remember_clean(k, tag, cache_slot, &var.name, &var.value);
             }
         }
         MEMO.with(|m| *m.borrow_mut() = memo);
@@ -1480,38 +1517,38 @@ impl WafPlan {
         matches: &mut Vec<RuleMatch>,
         score: &mut u32,
         det: &mut DetMemo,
-    ) {
+    ) -> Tried {
         if matched[r] {
-            return;
+            return Tried::Contextual;
         }
         let rule = &self.rules[r];
         if !rule.main.selects(var.coll, &var.name) {
-            return;
+            return Tried::NoMatch;
         }
         let Some(sev) = policy.effective(rule.id, rule.severity, rule.pl) else {
-            return;
+            return Tried::NoMatch;
         };
         let data = match (det.run(&rule.main.op, val), rule.main.negate) {
             (Some(d), false) => d,
             (None, true) => truncate(val),
-            _ => return,
+            _ => return Tried::NoMatch,
         };
         for e in excl {
             if !e.covers_rule(rule.id) {
                 continue;
             }
             match &e.target {
-                None => return,
+                None => return Tried::Contextual,
                 Some((c, nm)) => {
                     if c.family() == var.coll.family() && nm.matches(&var.name) {
-                        return;
+                        return Tried::Contextual;
                     }
                 }
             }
         }
         for cond in &rule.chain {
             if !self.cond_any(cond, ctx) {
-                return;
+                return Tried::Contextual;
             }
         }
         matched[r] = true;
@@ -1535,6 +1572,7 @@ impl WafPlan {
             target,
             data,
         });
+        Tried::Matched
     }
 
     /// True when the last transformation of rule `r`'s chain left the value unchanged.

@@ -5,6 +5,7 @@
 //! * [`default_plan`] builds the rule set embedded in the binary.
 
 pub mod body;
+pub mod clean_cache;
 pub mod detect;
 pub mod engine;
 pub mod policy;

@@ -136,6 +136,10 @@ fn d_body_limit() -> usize {
     128 * 1024
 }
 
+fn d_true() -> bool {
+    true
+}
+
 /// Serde form of a policy, e.g. a `[waf]` table in the proxy config.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -155,6 +159,10 @@ pub struct PolicyConfig {
     /// Bytes of body inspected (the caller buffers up to this much).
     #[serde(default = "d_body_limit")]
     pub body_limit: usize,
+    /// Remember values that matched no rule and skip them when they come again (see
+    /// `waf::clean_cache`). Only benchmarks of the uncached engine turn it off.
+    #[serde(default = "d_true")]
+    pub remember_clean_values: bool,
 }
 
 impl Default for PolicyConfig {
@@ -167,6 +175,7 @@ impl Default for PolicyConfig {
             overrides: Vec::new(),
             exclusions: Vec::new(),
             body_limit: d_body_limit(),
+            remember_clean_values: true,
         }
     }
 }
@@ -224,6 +233,7 @@ pub struct Policy {
     pub overrides: HashMap<u32, RuleOverride>,
     pub exclusions: Vec<Exclusion>,
     pub body_limit: usize,
+    pub remember_clean_values: bool,
     disabled_set: HashSet<u32>,
 }
 
@@ -237,6 +247,7 @@ impl Default for Policy {
             overrides: HashMap::new(),
             exclusions: Vec::new(),
             body_limit: d_body_limit(),
+            remember_clean_values: true,
             disabled_set: HashSet::new(),
         })
     }
@@ -349,8 +360,36 @@ impl Policy {
             overrides,
             exclusions,
             body_limit: c.body_limit,
+            remember_clean_values: c.remember_clean_values,
             disabled_set,
         })
+    }
+
+    /// A fingerprint of which rules this policy runs (paranoia level, disabled rules, overrides):
+    /// two policies with the same key enable exactly the same rules, so a value found clean under
+    /// one is clean under the other. Mode and threshold do not change whether a rule matches.
+    /// Computed per request (the fields are public), which costs nothing without overrides.
+    pub fn selection_key(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        // Order-independent combination for the hash sets and maps.
+        fn one<T: Hash>(x: T) -> u64 {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            x.hash(&mut h);
+            h.finish()
+        }
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.paranoia_level.hash(&mut h);
+        self.disabled_rules.hash(&mut h);
+        let set = self
+            .disabled_set
+            .iter()
+            .fold(0u64, |acc, id| acc.wrapping_add(one(id)));
+        set.hash(&mut h);
+        let overrides = self.overrides.iter().fold(0u64, |acc, (id, o)| {
+            acc.wrapping_add(one((id, o.severity, o.paranoia, o.enabled)))
+        });
+        overrides.hash(&mut h);
+        h.finish()
     }
 
     /// Parse a TOML policy document (the fields of [`PolicyConfig`] at top level).

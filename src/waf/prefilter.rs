@@ -220,6 +220,18 @@ fn analyze(h: &Hir, depth: usize) -> Info {
     }
 }
 
+/// A literal worth prefiltering on: two characters or more, or a single ASCII punctuation or
+/// control byte (the engine checks those against a byte-presence set, so a rule that needs `;`,
+/// `$` or a newline never runs on the many values without one). Single letters, digits and spaces
+/// are in nearly every value and would only cost a lookup.
+fn useful_literal(s: &str) -> bool {
+    match s.as_bytes() {
+        [] => false,
+        [b] => b.is_ascii_punctuation() || (b.is_ascii_control() && *b != b'\t'),
+        _ => true,
+    }
+}
+
 /// Required literal set of a regex, or None when it must always run.
 pub fn required_literals(pattern: &str) -> Option<Vec<String>> {
     let hir = regex_syntax::ParserBuilder::new()
@@ -228,7 +240,7 @@ pub fn required_literals(pattern: &str) -> Option<Vec<String>> {
         .ok()?;
     let info = analyze(&hir, 0);
     let set = best_of(&info)?;
-    if set.is_empty() || set.iter().any(|s| s.chars().count() < 2) || set.len() > MAX_SET {
+    if set.is_empty() || !set.iter().all(|s| useful_literal(s)) || set.len() > MAX_SET {
         return None;
     }
     // Drop strings that contain another member (the shorter one suffices).
@@ -348,6 +360,20 @@ mod tests {
             required_literals(r"(?i)on[a-z]+\s*="),
             Some(vec!["on".to_string()])
         );
+    }
+
+    #[test]
+    fn single_punctuation_and_control_bytes_count_as_literals() {
+        let mut v = required_literals(r"^\s*(?:;|\|\|?|&&?|\n)\s*[a-z]{2,}").unwrap();
+        v.sort();
+        assert_eq!(v, vec!["\n", "&", ";", "|"]);
+        assert_eq!(
+            required_literals(r"(?:^|\s)\$\{?[a-z_]+"),
+            Some(vec!["$".to_string()])
+        );
+        // A set with a letter, digit or space in it is no filter at all.
+        assert_eq!(required_literals(r"(?:;|a)b?"), None);
+        assert_eq!(required_literals(r"\s\d"), None);
     }
 
     #[test]

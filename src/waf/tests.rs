@@ -197,3 +197,35 @@ fn plan_and_policy_are_shareable_across_threads() {
     assert_send_sync::<WafPlan>();
     assert_send_sync::<Policy>();
 }
+
+/// The per-thread memory of clean values (`clean_cache`) must never hide a match: a value found
+/// clean under one policy, plan or request context is evaluated again under another.
+#[test]
+fn remembered_clean_values_never_hide_a_match() {
+    let p = plan(RULES).unwrap();
+    let get = "GET /?q=select HTTP/1.1\r\n\r\n";
+    assert!(eval(&p, &Policy::default(), get).matches.is_empty());
+    assert!(eval(&p, &Policy::default(), get).matches.is_empty());
+    // Another rule selection (rule 2 forced on) sees the same value afresh.
+    let forced = Policy::from_toml("[[overrides]]\nid = 2\nenabled = true\n").unwrap();
+    assert_eq!(eval(&p, &forced, get).score, 3);
+    // Another plan (a reload) with a PL1 rule for it does too.
+    let p2 = plan(&RULES.replace("paranoia = 2\n", "")).unwrap();
+    assert_eq!(eval(&p2, &Policy::default(), get).score, 3);
+    // A chained condition depends on the rest of the request, so its value is never remembered.
+    let chained = plan(
+        r#"
+[[rule]]
+id = 10
+message = "select with a debug header"
+category = "test"
+targets = ["args"]
+contains = "select"
+chain = [ { targets = ["headers:X-Debug"], contains = "1" } ]
+"#,
+    )
+    .unwrap();
+    assert!(eval(&chained, &Policy::default(), get).matches.is_empty());
+    let with_header = "GET /?q=select HTTP/1.1\r\nX-Debug: 1\r\n\r\n";
+    assert_eq!(eval(&chained, &Policy::default(), with_header).score, 5);
+}
