@@ -1387,30 +1387,33 @@ impl WafPlan {
                 }
                 // Distinct transformed values of this variable (most chains leave typical values unchanged).
                 if group.ac.is_some() || !group.byte_rules.is_empty() {
-                    // Kept on the stack (spilling to a Vec only past 32 values).
-                    let mut dstack: [&str; 32] = [""; 32];
-                    dstack[0] = &var.value;
+                    // Chains whose values are distinct (chain 0 is the raw value), on the stack
+                    // and spilling to a Vec only past 32 values.
+                    let mut dstack = [0u32; 32];
                     let mut dn = 1usize;
-                    let mut dspill: Vec<&str> = Vec::new();
+                    let mut dspill: Vec<u32> = Vec::new();
                     for &c in &group.need_chains {
                         if let Slot::Owned(v) = &cache[c] {
                             // The prefilter automaton is ASCII case-insensitive, so values that differ
                             // only in ASCII case need a single pass.
-                            let dup = dstack[..dn]
-                                .iter()
-                                .chain(dspill.iter())
-                                .any(|d| d.len() == v.len() && d.eq_ignore_ascii_case(v));
+                            let dup = dstack[..dn].iter().chain(dspill.iter()).any(|&d| {
+                                let d = resolve(&cache, &self.chains, d as usize, &var.value);
+                                d.len() == v.len() && d.eq_ignore_ascii_case(v)
+                            });
                             if !dup {
                                 if dn < dstack.len() {
-                                    dstack[dn] = v.as_str();
+                                    dstack[dn] = c as u32;
                                     dn += 1;
                                 } else {
-                                    dspill.push(v.as_str());
+                                    dspill.push(c as u32);
                                 }
                             }
                         }
                     }
-                    let distinct = dstack[..dn].iter().chain(dspill.iter());
+                    let distinct = dstack[..dn]
+                        .iter()
+                        .chain(dspill.iter())
+                        .map(|&c| resolve(&cache, &self.chains, c as usize, &var.value));
                     cur_stamp = cur_stamp.wrapping_add(1);
                     cands.clear();
                     for (di, d) in distinct.enumerate() {
@@ -1433,7 +1436,7 @@ impl WafPlan {
                             }
                         }
                         let Some(ac) = &group.ac else { continue };
-                        for m in ac.find_overlapping_iter(*d) {
+                        for m in ac.find_overlapping_iter(d) {
                             if let Some(rs) = group.pat_rules.get(m.pattern().as_usize()) {
                                 for &r in rs {
                                     if stamp[r as usize] != cur_stamp {

@@ -182,6 +182,15 @@ const M_CMD: [u64; 4] = {
     m
 };
 const M_COMMENT: [u64; 4] = mask_of(b"#-*", false);
+/// Bytes a value may hold and still decode as base64 (both alphabets, padding, whitespace): a value
+/// with any other byte is rejected by both decoders, so the transformation cannot change it.
+const M_NOT_BASE64: [u64; 4] = {
+    let m = mask_of(
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_=\t\n\x0b\x0c\r ",
+        false,
+    );
+    [!m[0], !m[1], !m[2], !m[3]]
+};
 
 impl Transform {
     /// False when `apply` is certain to return `None` (leave the value unchanged) for any text whose
@@ -200,10 +209,17 @@ impl Transform {
             Transform::NormalizePath => &M_PATH,
             Transform::CmdLine => &M_CMD,
             Transform::RemoveComments | Transform::ReplaceComments => &M_COMMENT,
-            Transform::Base64Decode
-            | Transform::Length
-            | Transform::HexDecode
-            | Transform::Base64DecodeEmbedded => return true,
+            Transform::Base64Decode => {
+                let m = &M_NOT_BASE64;
+                return (m[0] & present[0])
+                    | (m[1] & present[1])
+                    | (m[2] & present[2])
+                    | (m[3] & present[3])
+                    == 0;
+            }
+            Transform::Length | Transform::HexDecode | Transform::Base64DecodeEmbedded => {
+                return true
+            }
         };
         (m[0] & present[0]) | (m[1] & present[1]) | (m[2] & present[2]) | (m[3] & present[3]) != 0
     }
@@ -531,9 +547,9 @@ pub fn html_entity_decode(s: &str) -> Option<String> {
             out.push('&');
             i += 1;
         } else {
-            let l = utf8_len(b[i]);
-            let end = (i + l).min(b.len());
-            out.push_str(s.get(i..end).unwrap_or(""));
+            // Copy the run up to the next '&' at once ('&' is ASCII, so this is a char boundary).
+            let end = memchr::memchr(b'&', &b[i..]).map_or(b.len(), |p| i + p);
+            out.push_str(&s[i..end]);
             i = end;
         }
     }
@@ -1039,6 +1055,9 @@ mod tests {
             "SGVsbG8gV29ybGQ=",
             "0x4142",
             "aGVsbG8gd29ybGQgdGhpcw",
+            "U0VMRUNU IDEg",
+            "YWJj\tZGVm\n",
+            "a-b_c+d/e==",
         ];
         for s in samples {
             let set = byte_set(s.as_bytes());
