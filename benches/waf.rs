@@ -19,6 +19,7 @@ fn bench(c: &mut Criterion) {
     cases.retain(|c| c.label == Label::Benign);
     cases.truncate(2000);
     let plan = default_plan().expect("default rules");
+    // As deployed: values that passed every rule before are remembered (per thread) and skipped.
     let policy = Policy::default();
     let mut i = 0usize;
     c.bench_function("waf_evaluate_benign", |b| {
@@ -26,6 +27,16 @@ fn bench(c: &mut Criterion) {
             let case = &cases[i % cases.len()];
             i += 1;
             case.request.with_request(|r| plan.evaluate(r, &policy))
+        })
+    });
+    // The engine's full cost on every value: nothing remembered.
+    let mut uncached = Policy::default();
+    uncached.remember_clean_values = false;
+    c.bench_function("waf_evaluate_benign_uncached", |b| {
+        b.iter(|| {
+            let case = &cases[i % cases.len()];
+            i += 1;
+            case.request.with_request(|r| plan.evaluate(r, &uncached))
         })
     });
 }

@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod conncap;
 pub mod customrules;
 pub mod demo;
 pub mod geo;

@@ -59,7 +59,7 @@ impl Metrics {
             ),
             blocks: counter(
                 "portcullis_blocks_total",
-                "Requests refused by the edge, by reason (waf, geo, network, rate_limit, size, protocol, loop).",
+                "Requests and connections refused by the edge, by reason (waf, geo, network, connection_cap, rate_limit, size, protocol, loop).",
                 &["reason"],
             ),
             request_duration: histogram(

@@ -28,6 +28,18 @@ impl ConnectionFilter for NetworkFilter {
     async fn should_accept(&self, addr: Option<&SocketAddr>) -> bool {
         let Some(addr) = addr else { return true };
         let plan = self.state.plan.load();
+        // An address already at its connection cap is dropped here, before any TLS work (the
+        // count itself is kept by `conncap::CappedApp` for the connection's whole life).
+        if let Some(limit) = crate::conncap::limit_for(&self.state, addr.ip()) {
+            if self.state.connections.is_full(addr.ip(), limit) {
+                self.state
+                    .metrics
+                    .blocks
+                    .with_label_values(&["connection_cap"])
+                    .inc();
+                return false;
+            }
+        }
         let decision = plan.network.rules.evaluate(addr.ip(), self.port);
         if !decision.is_allowed() {
             self.state

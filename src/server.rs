@@ -2,6 +2,7 @@
 
 use crate::admin::AdminApp;
 use crate::config::ListenerProtocol;
+use crate::conncap::CappedApp;
 use crate::logging::LogSink;
 use crate::metrics::Metrics;
 use crate::netfilter::NetworkFilter;
@@ -64,6 +65,7 @@ pub fn build(
         access_log,
         waf_log,
         reloader: Reloader::new(config_path, shared.clone(), resolvers.clone(), metrics),
+        connections: Arc::default(),
     });
     let plan = shared.load_full();
     let mut services: Vec<Box<dyn pingora::services::ServiceWithDependents>> = Vec::new();
@@ -79,6 +81,10 @@ pub fn build(
                     https_port: listener.redirect_port,
                     status: listener.redirect_status,
                 };
+                let app = CappedApp {
+                    inner: Arc::new(app),
+                    state: state.clone(),
+                };
                 let mut svc = Service::new(format!("redirect {}", listener.name), app);
                 svc.set_connection_filter(filter);
                 svc.add_tcp(&addr);
@@ -87,11 +93,11 @@ pub fn build(
             ListenerProtocol::Http | ListenerProtocol::Https => {
                 let tls = listener.protocol == ListenerProtocol::Https;
                 let edge = Edge::new(state.clone(), idx, tls);
-                let mut svc = pingora::proxy::http_proxy_service_with_name(
-                    &server.configuration,
-                    edge,
-                    &listener.name,
-                );
+                let app = CappedApp {
+                    inner: Arc::new(pingora::proxy::http_proxy(&server.configuration, edge)),
+                    state: state.clone(),
+                };
+                let mut svc = Service::new(listener.name.clone(), app);
                 svc.set_connection_filter(filter);
                 match (resolvers.get(idx).cloned().flatten(), tls) {
                     (Some(resolver), true) => {

@@ -14,6 +14,8 @@ pub struct EdgeState {
     pub access_log: LogSink,
     pub waf_log: LogSink,
     pub reloader: Reloader,
+    /// Open connections per client address (see `conncap`).
+    pub connections: Arc<crate::conncap::ClientConnections>,
 }
 
 impl EdgeState {

@@ -1,13 +1,38 @@
 //! Slow clients: a thousand slowloris connections (partial headers, or a TLS
 //! handshake that never starts) do not stop normal clients from being served,
-//! and a slow POST is cut with 408.
+//! a slow POST is cut with 408, and one address cannot hold more connections
+//! than `max_connections_per_client`.
 
 mod common;
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
 use common::*;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::rustls;
+
+/// A TCP connection to the edge on 127.0.0.1 from the loopback address `from`.
+async fn connect_from(from: Ipv4Addr, port: u16) -> TcpStream {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::new(IpAddr::V4(from), 0))
+        .expect("bind source address");
+    socket
+        .connect(SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .expect("connect")
+}
+
+/// True when the edge closes `s` without answering (within two seconds).
+async fn closed_unanswered(s: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 64];
+    match tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await {
+        Ok(Ok(0)) | Ok(Err(_)) => true,
+        Ok(Ok(_)) | Err(_) => false,
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn slowloris_does_not_starve_normal_clients() {
@@ -52,13 +77,13 @@ backends = [{{ address = "{}" }}]
     );
     let _edge = EdgeProcess::start(&cfg, &[plain, https]);
 
-    // 800 connections that send half a request head and stop, 200 that never start TLS.
+    // 800 connections that send half a request head and stop, 200 that never start TLS, from
+    // 50 addresses (20 each, under the per-client cap; one address alone is capped, see below).
     let mut slow = Vec::new();
     for i in 0..1000 {
         let port = if i < 800 { plain } else { https };
-        let mut s = TcpStream::connect(("127.0.0.1", port))
-            .await
-            .expect("slow connect");
+        let from = Ipv4Addr::new(127, 0, 0, 10 + (i % 50) as u8);
+        let mut s = connect_from(from, port).await;
         if i < 800 {
             s.write_all(b"GET / HTTP/1.1\r\nHost: api.example.test\r\nX-Slow: ")
                 .await
@@ -105,4 +130,80 @@ backends = [{{ address = "{}" }}]
     let r = read_response(&mut s).await.expect("answer");
     assert_eq!(r.status, 408, "a stalled body is cut");
     drop(slow);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_hold_more_than_its_connection_cap() {
+    let b = backends("gw", 1).await;
+    let plain = free_port();
+    let cfg = format!(
+        r#"
+[limits]
+max_connections_per_client = 5
+
+[logging]
+access_log = "off"
+
+[[listeners]]
+name = "plain"
+bind = "127.0.0.1:{plain}"
+protocol = "http"
+
+[[sites]]
+name = "s"
+hosts = ["*"]
+routes = [{{ pool = "gw" }}]
+
+[[pools]]
+name = "gw"
+backends = [{{ address = "{}" }}]
+"#,
+        b[0].addr
+    );
+    let _edge = EdgeProcess::start(&cfg, &[plain]);
+    let greedy = Ipv4Addr::new(127, 0, 0, 7);
+
+    // Five slow connections from one address fill its cap...
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        let mut s = connect_from(greedy, plain).await;
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .await
+            .expect("partial head");
+        held.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // ...so a sixth from it is closed without an answer, even with a complete request.
+    let mut sixth = connect_from(greedy, plain).await;
+    let _ = sixth.write_all(get_request("x", "/", &[]).as_bytes()).await;
+    assert!(
+        closed_unanswered(&mut sixth).await,
+        "sixth connection from a capped address"
+    );
+
+    // Another address is served meanwhile.
+    let mut other = connect_from(Ipv4Addr::new(127, 0, 0, 8), plain).await;
+    let r = send_raw(&mut other, get_request("x", "/", &[]).as_bytes())
+        .await
+        .expect("another address is served");
+    assert_eq!(r.status, 200);
+
+    // Once one of the five closes, the address gets a connection again.
+    drop(held.pop());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut s = connect_from(greedy, plain).await;
+        match send_raw(&mut s, get_request("x", "/", &[]).as_bytes()).await {
+            Ok(r) => {
+                assert_eq!(r.status, 200);
+                break;
+            }
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "no connection after a slot was freed: {e}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(held);
 }

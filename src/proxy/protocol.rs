@@ -32,6 +32,14 @@ pub struct Limits {
     /// A keep-alive connection with no new request is closed after this long.
     #[serde(default = "default_idle_timeout")]
     pub keepalive_timeout_seconds: u64,
+    /// Most connections open at once from one client address (0: no cap). Trusted proxies are
+    /// exempt. Further connections from that address are closed at once.
+    #[serde(default = "default_max_connections_per_client")]
+    pub max_connections_per_client: u32,
+}
+
+fn default_max_connections_per_client() -> u32 {
+    512
 }
 
 fn default_body_read_timeout() -> u64 {
@@ -67,6 +75,7 @@ impl Default for Limits {
             max_args: default_max_args(),
             body_read_timeout_ms: default_body_read_timeout(),
             keepalive_timeout_seconds: default_idle_timeout(),
+            max_connections_per_client: default_max_connections_per_client(),
         }
     }
 }
