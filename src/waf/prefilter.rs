@@ -9,6 +9,9 @@ use regex_syntax::hir::{Class, Hir, HirKind};
 
 const MAX_SET: usize = 64;
 const MAX_CLASS: usize = 6;
+/// A larger class still gives a useful filter when every member is a rare byte (punctuation or
+/// a control character), such as `[\x00-\x08\x0b\x0c]`.
+const MAX_RARE_BYTE_CLASS: usize = 16;
 
 #[derive(Debug, Clone, Default)]
 struct Info {
@@ -107,7 +110,11 @@ fn analyze(h: &Hir, depth: usize) -> Info {
             }
             chars.sort();
             chars.dedup();
-            if too_many || chars.len() > MAX_CLASS || chars.is_empty() {
+            let rare_bytes = chars.len() <= MAX_RARE_BYTE_CLASS
+                && chars
+                    .iter()
+                    .all(|c| c.is_ascii_punctuation() || (c.is_ascii_control() && *c != '\t'));
+            if too_many || (chars.len() > MAX_CLASS && !rare_bytes) || chars.is_empty() {
                 Info::default()
             } else {
                 Info {
@@ -371,6 +378,8 @@ mod tests {
             required_literals(r"(?:^|\s)\$\{?[a-z_]+"),
             Some(vec!["$".to_string()])
         );
+        let v = required_literals(r"transfer-encoding\s+$|[\x00-\x08\x0b\x0c]").unwrap();
+        assert_eq!(v.len(), 12, "{v:?}");
         // A set with a letter, digit or space in it is no filter at all.
         assert_eq!(required_literals(r"(?:;|a)b?"), None);
         assert_eq!(required_literals(r"\s\d"), None);
