@@ -14,12 +14,14 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 
+use crate::head_deadline::HeadDeadline;
 use crate::state::EdgeState;
 
 /// Live connection counts per client address.
@@ -93,7 +95,8 @@ pub fn limit_for(state: &EdgeState, ip: IpAddr) -> Option<u32> {
 }
 
 /// A listener application that serves each connection only while its client address is under
-/// the cap, holding the address's slot for the connection's whole life (every keep-alive request).
+/// the cap, holding the address's slot for the connection's whole life (every keep-alive request),
+/// and gives the first request head a deadline ([`HeadDeadline`]).
 pub struct CappedApp<A> {
     pub inner: Arc<A>,
     pub state: Arc<EdgeState>,
@@ -121,6 +124,15 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for CappedApp<A> {
                 },
             },
             None => None,
+        };
+        let head_limit = self.state.plan.load().limits.header_read_timeout_ms;
+        let session: Stream = if head_limit > 0 {
+            Box::new(HeadDeadline::new(
+                session,
+                Duration::from_millis(head_limit),
+            ))
+        } else {
+            session
         };
         // Serve every request of the connection here, so the slot is held until it closes.
         let mut next = self.inner.process_new(session, shutdown).await;

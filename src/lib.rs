@@ -12,6 +12,7 @@ pub mod conncap;
 pub mod customrules;
 pub mod demo;
 pub mod geo;
+pub mod head_deadline;
 pub mod logging;
 pub mod metrics;
 pub mod netfilter;

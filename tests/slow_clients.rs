@@ -207,3 +207,86 @@ backends = [{{ address = "{}" }}]
     }
     drop(held);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_trickled_past_the_deadline_is_cut_while_a_prompt_one_is_served() {
+    let b = backends("gw", 1).await;
+    let plain = free_port();
+    let cfg = format!(
+        r#"
+[limits]
+header_read_timeout_ms = 800
+
+[logging]
+access_log = "off"
+
+[[listeners]]
+name = "plain"
+bind = "127.0.0.1:{plain}"
+protocol = "http"
+
+[[sites]]
+name = "s"
+hosts = ["*"]
+routes = [{{ pool = "gw" }}]
+
+[[pools]]
+name = "gw"
+backends = [{{ address = "{}" }}]
+"#,
+        b[0].addr
+    );
+    let _edge = EdgeProcess::start(&cfg, &[plain]);
+
+    // One header line every 300 ms: each read is quick, the head as a whole is not.
+    let mut slow = TcpStream::connect(("127.0.0.1", plain))
+        .await
+        .expect("connect");
+    let started = Instant::now();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("request line");
+    let mut cut = false;
+    for i in 0..20 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if slow
+            .write_all(format!("X-Slow-{i}: y\r\n").as_bytes())
+            .await
+            .is_err()
+        {
+            cut = true;
+            break;
+        }
+        let mut buf = [0u8; 256];
+        if let Ok(r) = tokio::time::timeout(Duration::from_millis(1), slow.read(&mut buf)).await {
+            // Closed (0 or reset) or answered with an error status: either way, cut.
+            assert!(
+                !matches!(r, Ok(n) if n > 0 && buf.starts_with(b"HTTP/1.1 200")),
+                "a trickled head must not be served"
+            );
+            cut = true;
+            break;
+        }
+    }
+    let took = started.elapsed();
+    assert!(cut, "the connection was never cut");
+    assert!(
+        took < Duration::from_secs(4),
+        "cut after {took:?}, the deadline is 0.8 s"
+    );
+
+    // A prompt request on another connection, and a keep-alive connection that waits longer than
+    // the deadline between requests (the deadline covers the first head only), are served.
+    let mut ka = TcpStream::connect(("127.0.0.1", plain))
+        .await
+        .expect("connect");
+    let r = send_raw(&mut ka, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("first request");
+    assert_eq!(r.status, 200);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let r = send_raw(&mut ka, get_request("x", "/again", &[]).as_bytes())
+        .await
+        .expect("second request after a pause");
+    assert_eq!(r.status, 200);
+}

@@ -36,6 +36,14 @@ pub struct Limits {
     /// exempt. Further connections from that address are closed at once.
     #[serde(default = "default_max_connections_per_client")]
     pub max_connections_per_client: u32,
+    /// The head of a connection's first request must arrive within this long (slowloris);
+    /// 0 leaves only pingora's per-read timeout (60 s).
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_ms: u64,
+}
+
+fn default_header_read_timeout() -> u64 {
+    15_000
 }
 
 fn default_max_connections_per_client() -> u32 {
@@ -76,6 +84,7 @@ impl Default for Limits {
             body_read_timeout_ms: default_body_read_timeout(),
             keepalive_timeout_seconds: default_idle_timeout(),
             max_connections_per_client: default_max_connections_per_client(),
+            header_read_timeout_ms: default_header_read_timeout(),
         }
     }
 }
