@@ -96,7 +96,7 @@ print(f"{name}\t{mix}\t{rps:.0f}\t{lat('50'):.3f}\t{lat('99'):.3f}\t{cpu_us:.1f}
 PY
 }
 
-for mix in benign post_json post_form attack; do
+for mix in benign benign_varied post_json post_form attack; do
   run "portcullis WAF on" 19001 "$WAF_ON" $mix
   run "portcullis WAF off" 19002 "$WAF_OFF" $mix
   run "minimal pingora" 19003 "$MINIMAL" $mix
@@ -113,7 +113,7 @@ for name, mix, rps, p50, p99, cpu, bad, total in rows:
     print(f"| {mix} | {name} | {rps} | {p50} | {p99} | {cpu} | {bad} | {total} |")
 by = {(r[1], r[0]): float(r[2]) for r in rows}
 print()
-for mix in ("benign", "post_json", "post_form", "attack"):
+for mix in ("benign", "benign_varied", "post_json", "post_form", "attack"):
     on = by.get((mix, "portcullis WAF on"))
     if not on: continue
     def ratio(other):
