@@ -137,55 +137,136 @@ pub fn parse_urlencoded_into(s: &str, args: &mut Vec<(String, String)>) {
 }
 
 /// Parse JSON and flatten it into path-style argument names: `user.address[0].street`.
+///
+/// Streams through the document (no `Value` tree), in document order, so every occurrence of a
+/// duplicated key is inspected (a backend may keep the first while a tree keeps the last), and the
+/// values before a syntax error (such as a truncated body) are still returned alongside the error.
 pub fn parse_json_into(body: &[u8], args: &mut Vec<(String, String)>) -> Result<(), String> {
-    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_slice(body);
     let mut path = String::new();
-    flatten_json(&v, &mut path, 0, args);
-    Ok(())
+    JsonFlattener {
+        path: &mut path,
+        args,
+        depth: 0,
+    }
+    .deserialize(&mut de)
+    .map_err(|e| e.to_string())?;
+    de.end().map_err(|e| e.to_string())
 }
 
-fn flatten_json(
-    v: &serde_json::Value,
-    path: &mut String,
+/// Serde visitor that appends each JSON leaf to `args` under its path.
+struct JsonFlattener<'a> {
+    path: &'a mut String,
+    args: &'a mut Vec<(String, String)>,
     depth: usize,
-    args: &mut Vec<(String, String)>,
-) {
-    if args.len() >= MAX_BODY_ARGS || depth > MAX_JSON_DEPTH {
-        return;
+}
+
+impl JsonFlattener<'_> {
+    /// Past the argument or depth limit values are read but not recorded.
+    fn full(&self) -> bool {
+        self.args.len() >= MAX_BODY_ARGS || self.depth > MAX_JSON_DEPTH
     }
-    use serde_json::Value;
-    match v {
-        Value::Object(map) => {
-            if map.is_empty() && !path.is_empty() {
-                args.push((path.clone(), String::new()));
-            }
-            for (k, child) in map {
-                let len = path.len();
-                if !path.is_empty() {
-                    path.push('.');
-                }
-                path.push_str(k);
-                flatten_json(child, path, depth + 1, args);
-                path.truncate(len);
-            }
+
+    fn leaf(self, value: String) {
+        if !self.full() {
+            self.args.push((self.path.clone(), value));
         }
-        Value::Array(arr) => {
-            for (i, child) in arr.iter().enumerate() {
-                let len = path.len();
-                path.push('[');
-                path.push_str(&i.to_string());
-                path.push(']');
-                flatten_json(child, path, depth + 1, args);
-                path.truncate(len);
-                if args.len() >= MAX_BODY_ARGS {
-                    break;
-                }
-            }
+    }
+
+    fn child(&mut self) -> JsonFlattener<'_> {
+        JsonFlattener {
+            path: self.path,
+            args: self.args,
+            depth: self.depth + 1,
         }
-        Value::String(s) => args.push((path.clone(), s.clone())),
-        Value::Number(n) => args.push((path.clone(), n.to_string())),
-        Value::Bool(b) => args.push((path.clone(), b.to_string())),
-        Value::Null => args.push((path.clone(), String::new())),
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for JsonFlattener<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for JsonFlattener<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
+        self.leaf(v.to_string());
+        Ok(())
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
+        self.leaf(v.to_string());
+        Ok(())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+        self.leaf(v.to_string());
+        Ok(())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
+        // Written as serde_json writes numbers, so values read the same as before.
+        let text = serde_json::Number::from_f64(v).map_or_else(String::new, |n| n.to_string());
+        self.leaf(text);
+        Ok(())
+    }
+    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+        self.leaf(v.to_string());
+        Ok(())
+    }
+    fn visit_string<E>(self, v: String) -> Result<(), E> {
+        self.leaf(v);
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.leaf(String::new());
+        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+        let mut empty = true;
+        while let Some(key) = map.next_key::<String>()? {
+            empty = false;
+            if self.full() {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                continue;
+            }
+            let len = self.path.len();
+            if len > 0 {
+                self.path.push('.');
+            }
+            self.path.push_str(&key);
+            map.next_value_seed(self.child())?;
+            self.path.truncate(len);
+        }
+        if empty && !self.path.is_empty() {
+            self.leaf(String::new());
+        }
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        let mut i = 0usize;
+        loop {
+            if self.full() {
+                if seq.next_element::<serde::de::IgnoredAny>()?.is_none() {
+                    return Ok(());
+                }
+                continue;
+            }
+            let len = self.path.len();
+            self.path.push('[');
+            self.path.push_str(&i.to_string());
+            self.path.push(']');
+            let more = seq.next_element_seed(self.child())?;
+            self.path.truncate(len);
+            if more.is_none() {
+                return Ok(());
+            }
+            i += 1;
+        }
     }
 }
 
@@ -520,6 +601,32 @@ mod tests {
         let deep = "[".repeat(100_000);
         let p = parse_body(Some("application/json"), deep.as_bytes(), false);
         assert!(p.error.is_some());
+    }
+
+    #[test]
+    fn json_keeps_duplicate_keys_order_and_the_prefix_of_a_broken_document() {
+        let mut args = Vec::new();
+        parse_json_into(
+            br#"{"q":"<script>","q":"ok","n":[1,2.5,null,{}]}"#,
+            &mut args,
+        )
+        .unwrap();
+        assert_eq!(
+            args,
+            vec![
+                ("q".to_string(), "<script>".to_string()),
+                ("q".to_string(), "ok".to_string()),
+                ("n[0]".to_string(), "1".to_string()),
+                ("n[1]".to_string(), "2.5".to_string()),
+                ("n[2]".to_string(), String::new()),
+                ("n[3]".to_string(), String::new()),
+            ]
+        );
+        let mut args = Vec::new();
+        assert!(parse_json_into(br#"{"a":"union select","b":"#, &mut args).is_err());
+        assert_eq!(args, vec![("a".to_string(), "union select".to_string())]);
+        let mut args = Vec::new();
+        assert!(parse_json_into(br#"{"a":1} trailing"#, &mut args).is_err());
     }
 
     #[test]
