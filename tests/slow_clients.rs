@@ -9,9 +9,39 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use common::*;
+use portcullis::demo::backend::EchoBackend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::rustls;
+
+/// An edge with one plain-HTTP listener on `port` proxying everything to `backend`, with one
+/// `[limits]` line.
+fn plain_edge_config(port: u16, backend: &EchoBackend, limit: &str) -> String {
+    format!(
+        r#"
+[limits]
+{limit}
+
+[logging]
+access_log = "off"
+
+[[listeners]]
+name = "plain"
+bind = "127.0.0.1:{port}"
+protocol = "http"
+
+[[sites]]
+name = "s"
+hosts = ["*"]
+routes = [{{ pool = "gw" }}]
+
+[[pools]]
+name = "gw"
+backends = [{{ address = "{}" }}]
+"#,
+        backend.addr
+    )
+}
 
 /// A TCP connection to the edge on 127.0.0.1 from the loopback address `from`.
 async fn connect_from(from: Ipv4Addr, port: u16) -> TcpStream {
@@ -136,30 +166,7 @@ backends = [{{ address = "{}" }}]
 async fn one_address_cannot_hold_more_than_its_connection_cap() {
     let b = backends("gw", 1).await;
     let plain = free_port();
-    let cfg = format!(
-        r#"
-[limits]
-max_connections_per_client = 5
-
-[logging]
-access_log = "off"
-
-[[listeners]]
-name = "plain"
-bind = "127.0.0.1:{plain}"
-protocol = "http"
-
-[[sites]]
-name = "s"
-hosts = ["*"]
-routes = [{{ pool = "gw" }}]
-
-[[pools]]
-name = "gw"
-backends = [{{ address = "{}" }}]
-"#,
-        b[0].addr
-    );
+    let cfg = plain_edge_config(plain, &b[0], "max_connections_per_client = 5");
     let _edge = EdgeProcess::start(&cfg, &[plain]);
     let greedy = Ipv4Addr::new(127, 0, 0, 7);
 
@@ -212,30 +219,7 @@ backends = [{{ address = "{}" }}]
 async fn a_head_trickled_past_the_deadline_is_cut_while_a_prompt_one_is_served() {
     let b = backends("gw", 1).await;
     let plain = free_port();
-    let cfg = format!(
-        r#"
-[limits]
-header_read_timeout_ms = 800
-
-[logging]
-access_log = "off"
-
-[[listeners]]
-name = "plain"
-bind = "127.0.0.1:{plain}"
-protocol = "http"
-
-[[sites]]
-name = "s"
-hosts = ["*"]
-routes = [{{ pool = "gw" }}]
-
-[[pools]]
-name = "gw"
-backends = [{{ address = "{}" }}]
-"#,
-        b[0].addr
-    );
+    let cfg = plain_edge_config(plain, &b[0], "header_read_timeout_ms = 800");
     let _edge = EdgeProcess::start(&cfg, &[plain]);
 
     // One header line every 300 ms: each read is quick, the head as a whole is not.
