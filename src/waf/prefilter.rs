@@ -19,6 +19,9 @@ struct Info {
     exact: Option<Vec<String>>,
     /// Any match of the node contains one of these strings.
     required: Option<Vec<String>>,
+    /// Like `required`, but the set with the fewest strings found (used when the best sets of
+    /// several alternatives together are too many).
+    small: Option<Vec<String>>,
 }
 
 fn score(set: &Option<Vec<String>>) -> usize {
@@ -44,6 +47,29 @@ fn best_of(i: &Info) -> Option<Vec<String>> {
     better(i.exact.clone(), i.required.clone())
 }
 
+/// The set of `i` with the fewest strings (each still a useful filter).
+fn smallest_of(i: &Info) -> Option<Vec<String>> {
+    fewest([i.exact.clone(), i.required.clone(), i.small.clone()])
+}
+
+/// Of several candidate sets, the one with the fewest strings that still filters something.
+fn fewest(sets: impl IntoIterator<Item = Option<Vec<String>>>) -> Option<Vec<String>> {
+    sets.into_iter()
+        .flatten()
+        .filter(|v| !v.is_empty() && v.iter().all(|s| useful_literal(s)))
+        .min_by_key(|v| v.len())
+}
+
+/// Union of one set per branch, or None when a branch has none or the union is too large.
+fn union_of(sets: impl Iterator<Item = Option<Vec<String>>>) -> Option<Vec<String>> {
+    let mut all = Vec::new();
+    for set in sets {
+        all.extend(set?);
+    }
+    let all = dedup(all);
+    (all.len() <= MAX_SET).then_some(all)
+}
+
 fn fold_char(c: char) -> char {
     match c {
         '\u{17F}' => 's',
@@ -67,6 +93,7 @@ fn analyze(h: &Hir, depth: usize) -> Info {
         HirKind::Empty | HirKind::Look(_) => Info {
             exact: Some(vec![String::new()]),
             required: None,
+            small: None,
         },
         HirKind::Literal(l) => {
             let s: String = String::from_utf8_lossy(&l.0)
@@ -75,7 +102,7 @@ fn analyze(h: &Hir, depth: usize) -> Info {
                 .collect();
             Info {
                 exact: Some(vec![s]),
-                required: None,
+                ..Info::default()
             }
         }
         HirKind::Class(c) => {
@@ -119,7 +146,7 @@ fn analyze(h: &Hir, depth: usize) -> Info {
             } else {
                 Info {
                     exact: Some(chars.into_iter().map(|c| c.to_string()).collect()),
-                    required: None,
+                    ..Info::default()
                 }
             }
         }
@@ -130,6 +157,7 @@ fn analyze(h: &Hir, depth: usize) -> Info {
                     return Info {
                         exact: Some(vec![String::new()]),
                         required: None,
+                        small: None,
                     };
                 }
                 return Info::default();
@@ -141,14 +169,18 @@ fn analyze(h: &Hir, depth: usize) -> Info {
             Info {
                 exact: None,
                 required: best_of(&i),
+                small: smallest_of(&i),
             }
         }
         HirKind::Concat(children) => {
             let mut candidates: Vec<Option<Vec<String>>> = Vec::new();
+            let mut smalls: Vec<Option<Vec<String>>> = Vec::new();
             let mut cur: Vec<String> = vec![String::new()];
             let mut all_exact = true;
             for ch in children {
                 let ci = analyze(ch, depth + 1);
+                // Every child of a concatenation is part of every match: any of its sets will do.
+                smalls.push(smallest_of(&ci));
                 if ci.required.is_some() {
                     candidates.push(ci.required.clone());
                 }
@@ -176,6 +208,7 @@ fn analyze(h: &Hir, depth: usize) -> Info {
                 }
             }
             candidates.push(Some(cur.clone()));
+            smalls.extend(candidates.iter().cloned());
             let mut best: Option<Vec<String>> = None;
             for c in candidates {
                 best = better(best, c);
@@ -183,6 +216,7 @@ fn analyze(h: &Hir, depth: usize) -> Info {
             Info {
                 exact: if all_exact { Some(cur) } else { None },
                 required: best,
+                small: fewest(smalls),
             }
         }
         HirKind::Alternation(alts) => {
@@ -201,28 +235,15 @@ fn analyze(h: &Hir, depth: usize) -> Info {
             } else {
                 None
             };
-            let mut req: Vec<String> = Vec::new();
-            let mut ok = true;
-            for i in &infos {
-                match best_of(i) {
-                    Some(v) => req.extend(v),
-                    None => {
-                        ok = false;
-                        break;
-                    }
-                }
+            // Each branch contributes its best set; when the union grows too large, branches fall
+            // back to their smallest set (say the function names rather than every quoted form).
+            let small = union_of(infos.iter().map(smallest_of));
+            let required = union_of(infos.iter().map(best_of)).or_else(|| small.clone());
+            Info {
+                exact,
+                required,
+                small,
             }
-            let required = if ok {
-                let r = dedup(req);
-                if r.len() <= MAX_SET {
-                    Some(r)
-                } else {
-                    None
-                }
-            } else {
-                None
-            };
-            Info { exact, required }
         }
     }
 }
@@ -380,6 +401,17 @@ mod tests {
         );
         let v = required_literals(r"transfer-encoding\s+$|[\x00-\x08\x0b\x0c]").unwrap();
         assert_eq!(v.len(), 12, "{v:?}");
+        // Too many quoted forms in one branch: the union falls back to each branch's smallest set.
+        let fns = (0..40)
+            .map(|i| format!("fn{i}x"))
+            .collect::<Vec<_>>()
+            .join("|");
+        let keys = (0..40)
+            .map(|i| format!("key{i}y"))
+            .collect::<Vec<_>>()
+            .join("|");
+        let v = required_literals(&format!(r#"["'](?:{fns})["']\(|\[(?:{keys})\]"#)).unwrap();
+        assert_eq!(v, vec!["(", "["]);
         // A set with a letter, digit or space in it is no filter at all.
         assert_eq!(required_literals(r"(?:;|a)b?"), None);
         assert_eq!(required_literals(r"\s\d"), None);
