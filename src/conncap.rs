@@ -22,6 +22,7 @@ use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 
 use crate::head_deadline::HeadDeadline;
+use crate::plan::RuntimePlan;
 use crate::state::EdgeState;
 
 /// Live connection counts per client address.
@@ -85,9 +86,8 @@ impl Drop for ConnectionSlot {
     }
 }
 
-/// The cap that applies to `ip` under the current plan: None when the address is exempt.
-pub fn limit_for(state: &EdgeState, ip: IpAddr) -> Option<u32> {
-    let plan = state.plan.load();
+/// The cap that applies to `ip` under `plan`: None when the address is exempt.
+pub fn limit_for(plan: &RuntimePlan, ip: IpAddr) -> Option<u32> {
     if plan.network.trusted_proxies.is_trusted(ip) {
         return None;
     }
@@ -112,20 +112,22 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for CappedApp<A> {
         let peer = session
             .get_socket_digest()
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
-        let _slot = match peer {
-            Some(ip) => match limit_for(&self.state, ip) {
-                None => None,
-                Some(limit) => match self.state.connections.try_enter(ip, limit) {
-                    Some(slot) => Some(slot),
-                    None => {
-                        self.refused(ip);
-                        return None;
-                    }
-                },
+        // Read the plan once; the guard is not held while the connection is served.
+        let (cap, head_limit) = {
+            let plan = self.state.plan.load();
+            let cap = peer.and_then(|ip| limit_for(&plan, ip).map(|limit| (ip, limit)));
+            (cap, plan.limits.header_read_timeout_ms)
+        };
+        let _slot = match cap {
+            Some((ip, limit)) => match self.state.connections.try_enter(ip, limit) {
+                Some(slot) => Some(slot),
+                None => {
+                    refused(&self.state, ip);
+                    return None;
+                }
             },
             None => None,
         };
-        let head_limit = self.state.plan.load().limits.header_read_timeout_ms;
         let session: Stream = if head_limit > 0 {
             Box::new(HeadDeadline::new(
                 session,
@@ -147,15 +149,14 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for CappedApp<A> {
     }
 }
 
-impl<A> CappedApp<A> {
-    fn refused(&self, ip: IpAddr) {
-        self.state
-            .metrics
-            .blocks
-            .with_label_values(&["connection_cap"])
-            .inc();
-        tracing::debug!(client = %ip, "connection refused: per-client connection cap");
-    }
+/// Counts and logs a connection refused because its address is at the cap.
+pub fn refused(state: &EdgeState, ip: IpAddr) {
+    state
+        .metrics
+        .blocks
+        .with_label_values(&["connection_cap"])
+        .inc();
+    tracing::debug!(client = %ip, "connection refused: per-client connection cap");
 }
 
 #[cfg(test)]

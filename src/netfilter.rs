@@ -30,13 +30,9 @@ impl ConnectionFilter for NetworkFilter {
         let plan = self.state.plan.load();
         // An address already at its connection cap is dropped here, before any TLS work (the
         // count itself is kept by `conncap::CappedApp` for the connection's whole life).
-        if let Some(limit) = crate::conncap::limit_for(&self.state, addr.ip()) {
+        if let Some(limit) = crate::conncap::limit_for(&plan, addr.ip()) {
             if self.state.connections.is_full(addr.ip(), limit) {
-                self.state
-                    .metrics
-                    .blocks
-                    .with_label_values(&["connection_cap"])
-                    .inc();
+                crate::conncap::refused(&self.state, addr.ip());
                 return false;
             }
         }
