@@ -138,7 +138,7 @@ async fn ssl_policies_admit_and_refuse() {
         200
     );
     assert_eq!(
-        get(tls12, s.mtls.max(s.optional), "api.example.test", &[])
+        get(tls12, s.optional, "api.example.test", &[])
             .await
             .map(|r| r.status)
             .unwrap_or(0),
