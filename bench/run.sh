@@ -2,7 +2,8 @@
 # End-to-end benchmark, one run, same origin, same request mixes, load generator
 # on the same machine (see BENCHMARKS.md):
 #   portcullis (WAF on, default rules, PL1, prevention) | portcullis (WAF off)
-#   | minimal pingora proxy (examples/minimal_proxy.rs) | nginx | nginx + ModSecurity + CRS
+#   | minimal pingora proxy (examples/minimal_proxy/) | the same with mimalloc (the
+#   allocator portcullis uses, to show the allocator's share) | nginx | nginx + ModSecurity + CRS
 # Usage: bench/run.sh [DURATION_SECONDS] ; env CONNS (default 32), PROXY_THREADS (default 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +20,7 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx libnginx-mod-http-modsecurity modsecurity-crs wrk >/dev/null
 fi
 bash scripts/prereqs.sh
-cargo build --release --quiet --bin portcullis --example minimal_proxy
+cargo build --release --quiet --bin portcullis --example minimal_proxy --example minimal_proxy_mimalloc
 
 W=$(mktemp -d /tmp/portcullis-bench.XXXX)
 pids=()
@@ -63,6 +64,7 @@ edge_config 19002 off > "$W/waf-off.toml"
 target/release/portcullis run -c "$W/waf-on.toml" >/dev/null 2>&1 & pids+=($!); WAF_ON=$!
 target/release/portcullis run -c "$W/waf-off.toml" >/dev/null 2>&1 & pids+=($!); WAF_OFF=$!
 target/release/examples/minimal_proxy 127.0.0.1:19003 127.0.0.1:18081 "$PROXY_THREADS" >/dev/null 2>&1 & pids+=($!); MINIMAL=$!
+target/release/examples/minimal_proxy_mimalloc 127.0.0.1:19004 127.0.0.1:18081 "$PROXY_THREADS" >/dev/null 2>&1 & pids+=($!); MINIMAL_MI=$!
 sleep 2
 
 nginx_pids() { pgrep -f "nginx: worker process" | tr '\n' ' '; }
@@ -100,6 +102,7 @@ for mix in benign benign_varied post_json post_form attack; do
   run "portcullis WAF on" 19001 "$WAF_ON" $mix
   run "portcullis WAF off" 19002 "$WAF_OFF" $mix
   run "minimal pingora" 19003 "$MINIMAL" $mix
+  run "minimal pingora+mimalloc" 19004 "$MINIMAL_MI" $mix
   run "nginx" 18082 "$(nginx_pids)" $mix
   run "nginx+ModSecurity+CRS" 18080 "$(nginx_pids)" $mix
 done
@@ -118,5 +121,5 @@ for mix in ("benign", "benign_varied", "post_json", "post_form", "attack"):
     if not on: continue
     def ratio(other):
         v = by.get((mix, other)); return f"{on / v:.2f}x" if v else "n/a"
-    print(f"- {mix}: WAF on vs minimal pingora {ratio('minimal pingora')}, vs nginx {ratio('nginx')}, vs nginx+ModSecurity+CRS {ratio('nginx+ModSecurity+CRS')}, vs WAF off {ratio('portcullis WAF off')}")
+    print(f"- {mix}: WAF on vs minimal pingora {ratio('minimal pingora')} (vs the mimalloc build {ratio('minimal pingora+mimalloc')}), vs nginx {ratio('nginx')}, vs nginx+ModSecurity+CRS {ratio('nginx+ModSecurity+CRS')}, vs WAF off {ratio('portcullis WAF off')}")
 PY

@@ -1,7 +1,5 @@
-//! The ceiling for this design in benchmarks: a pingora proxy with no logic
-//! at all (one upstream, no routing, no checks, no logging).
-//!
-//! `cargo run --release --example minimal_proxy -- LISTEN UPSTREAM THREADS`
+// The proxy shared by the `minimal_proxy` examples: a pingora proxy with no
+// logic at all (one upstream, no routing, no checks, no logging).
 
 use async_trait::async_trait;
 use pingora::prelude::*;
@@ -27,7 +25,8 @@ impl ProxyHttp for Minimal {
     }
 }
 
-fn main() {
+/// Runs the proxy: arguments LISTEN UPSTREAM THREADS.
+pub fn main() {
     let args: Vec<String> = std::env::args().collect();
     let listen = args
         .get(1)
