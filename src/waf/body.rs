@@ -3,6 +3,11 @@
 //! that the engine exposes as the `reqbody_error` target.
 
 use super::transform::{bytes_to_string, url_decode_once};
+use std::borrow::Cow;
+
+/// A (name, value) argument, borrowed from the request wherever decoding
+/// left it unchanged: most query and form arguments need no copy.
+pub type Arg<'a> = (Cow<'a, str>, Cow<'a, str>);
 
 /// Maximum number of arguments taken from one body.
 pub const MAX_BODY_ARGS: usize = 2048;
@@ -10,9 +15,9 @@ pub const MAX_BODY_ARGS: usize = 2048;
 pub const MAX_JSON_DEPTH: usize = 64;
 
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct ParsedBody {
+pub struct ParsedBody<'a> {
     /// (name, value) argument pairs.
-    pub args: Vec<(String, String)>,
+    pub args: Vec<Arg<'a>>,
     /// Multipart uploads: (field name, filename).
     pub files: Vec<(String, String)>,
     /// Multipart part headers: (name, value) (Content-Type of parts, etc.).
@@ -57,7 +62,11 @@ pub fn body_kind(content_type: Option<&str>) -> BodyKind {
 
 /// Parse a body according to its Content-Type. With no Content-Type a body that looks like
 /// `k=v&k2=v2` is parsed as urlencoded (without errors).
-pub fn parse_body(content_type: Option<&str>, body: &[u8], truncated: bool) -> ParsedBody {
+pub fn parse_body<'a>(
+    content_type: Option<&str>,
+    body: &'a [u8],
+    truncated: bool,
+) -> ParsedBody<'a> {
     let mut out = ParsedBody::default();
     if body.is_empty() {
         return out;
@@ -65,11 +74,14 @@ pub fn parse_body(content_type: Option<&str>, body: &[u8], truncated: bool) -> P
     match body_kind(content_type) {
         BodyKind::UrlEncoded => {
             out.kind = "urlencoded";
-            parse_urlencoded_into(&bytes_to_string(body), &mut out.args);
+            parse_urlencoded_text(body_text(body), &mut out.args);
         }
         BodyKind::Json => {
             out.kind = "json";
-            if let Err(e) = parse_json_into(body, &mut out.args) {
+            let mut args = Vec::new();
+            let parsed = parse_json_into(body, &mut args);
+            out.args.extend(owned_args(args));
+            if let Err(e) = parsed {
                 if !truncated {
                     out.error = Some(format!("malformed JSON body: {}", e));
                 }
@@ -89,25 +101,33 @@ pub fn parse_body(content_type: Option<&str>, body: &[u8], truncated: bool) -> P
         }
         BodyKind::Xml => {
             out.kind = "xml";
-            if let Err(e) = parse_xml_into(&bytes_to_string(body), &mut out.args, truncated) {
+            let mut args = Vec::new();
+            let parsed = parse_xml_into(&bytes_to_string(body), &mut args, truncated);
+            out.args.extend(owned_args(args));
+            if let Err(e) = parsed {
                 out.error = Some(format!("malformed XML body: {}", e));
             }
         }
         BodyKind::None => {
-            let s = bytes_to_string(body);
-            let first = s.trim_start();
+            let text = body_text(body);
+            let first = text.trim_start();
             if first.starts_with('{') || first.starts_with('[') {
-                if parse_json_into(body, &mut out.args).is_ok() {
+                let mut args = Vec::new();
+                if parse_json_into(body, &mut args).is_ok() {
+                    out.args.extend(owned_args(args));
                     out.kind = "json";
                     return out;
                 }
-                out.args.clear();
             }
             // Like a form post: a single-line body is split into arguments (a piece without '='
             // becomes an argument name with an empty value).
-            if !s.trim_end_matches(['\r', '\n']).contains('\n') {
+            if !text.trim_end_matches(['\r', '\n']).contains('\n') {
                 out.kind = "urlencoded";
-                parse_urlencoded_into(s.trim_end_matches(['\r', '\n']), &mut out.args);
+                let line = match text {
+                    Cow::Borrowed(s) => Cow::Borrowed(s.trim_end_matches(['\r', '\n'])),
+                    Cow::Owned(s) => Cow::Owned(s.trim_end_matches(['\r', '\n']).to_string()),
+                };
+                parse_urlencoded_text(line, &mut out.args);
             }
         }
         BodyKind::Other => {}
@@ -115,12 +135,46 @@ pub fn parse_body(content_type: Option<&str>, body: &[u8], truncated: bool) -> P
     out
 }
 
-fn decode_component(s: &str) -> String {
-    url_decode_once(s, true).unwrap_or_else(|| s.to_string())
+/// The body as text: borrowed when it is UTF-8, repaired (overlong forms,
+/// invalid bytes) into a copy otherwise.
+fn body_text(body: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(body) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => Cow::Owned(bytes_to_string(body)),
+    }
+}
+
+/// Arguments a parser built as owned strings.
+fn owned_args<'a>(args: Vec<(String, String)>) -> impl Iterator<Item = Arg<'a>> {
+    args.into_iter()
+        .map(|(n, v)| (Cow::Owned(n), Cow::Owned(v)))
+}
+
+/// `parse_urlencoded_into` on text that may be a repaired copy of the body.
+fn parse_urlencoded_text<'a>(text: Cow<'a, str>, args: &mut Vec<Arg<'a>>) {
+    match text {
+        Cow::Borrowed(s) => parse_urlencoded_into(s, args),
+        Cow::Owned(s) => {
+            let mut borrowed = Vec::new();
+            parse_urlencoded_into(&s, &mut borrowed);
+            args.extend(
+                borrowed
+                    .into_iter()
+                    .map(|(n, v)| (Cow::Owned(n.into_owned()), Cow::Owned(v.into_owned()))),
+            );
+        }
+    }
+}
+
+fn decode_component(s: &str) -> Cow<'_, str> {
+    match url_decode_once(s, true) {
+        Some(decoded) => Cow::Owned(decoded),
+        None => Cow::Borrowed(s),
+    }
 }
 
 /// Parse `a=1&b=2` (also used for query strings). Pieces without '=' become a name with empty value.
-pub fn parse_urlencoded_into(s: &str, args: &mut Vec<(String, String)>) {
+pub fn parse_urlencoded_into<'a>(s: &'a str, args: &mut Vec<Arg<'a>>) {
     for (n, piece) in s.split('&').enumerate() {
         if n >= MAX_BODY_ARGS {
             break;
@@ -376,9 +430,11 @@ fn parse_multipart(
         match filename {
             Some(f) => {
                 out.files.push((name.clone(), f.clone()));
-                out.args.push((name, f));
+                out.args.push((Cow::Owned(name), Cow::Owned(f)));
             }
-            None => out.args.push((name, bytes_to_string(content))),
+            None => out
+                .args
+                .push((Cow::Owned(name), Cow::Owned(bytes_to_string(content)))),
         }
     }
     if !closed && !truncated {

@@ -52,16 +52,18 @@ impl Entry {
 }
 
 struct Table {
-    seed: foldhash::fast::RandomState,
     entries: Vec<Option<Entry>>,
 }
 
 thread_local! {
-    static TABLE: RefCell<Table> = RefCell::new(Table {
-        seed: foldhash::fast::RandomState::default(),
-        entries: Vec::new(),
-    });
+    static TABLE: RefCell<Table> = const { RefCell::new(Table { entries: Vec::new() }) };
 }
+
+/// The hash seed, random per process (so a client cannot aim collisions at
+/// a known seed) and shared by all threads, so hashing a key needs no
+/// thread-local access.
+static SEED: std::sync::LazyLock<foldhash::fast::RandomState> =
+    std::sync::LazyLock::new(foldhash::fast::RandomState::default);
 
 /// Hash of one variable, computed once and used for both the lookup and the insert.
 #[derive(Clone, Copy)]
@@ -74,15 +76,12 @@ pub fn key(slot: u16, name: &str, value: &str) -> Option<Key> {
     if value.len() > MAX_VALUE || name.len() > MAX_VALUE {
         return None;
     }
-    let hash = TABLE.with(|t| {
-        let mut h = t.borrow().seed.build_hasher();
-        h.write_u16(slot);
-        h.write(name.as_bytes());
-        h.write_u8(0xff);
-        h.write(value.as_bytes());
-        h.finish()
-    });
-    Some(Key { hash })
+    let mut h = SEED.build_hasher();
+    h.write_u16(slot);
+    h.write(name.as_bytes());
+    h.write_u8(0xff);
+    h.write(value.as_bytes());
+    Some(Key { hash: h.finish() })
 }
 
 /// True when this exact variable was found clean under the same rules (`tag`).

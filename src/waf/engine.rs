@@ -7,7 +7,7 @@ use std::path::Path;
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex::Regex;
 
-use super::body::{parse_body, parse_urlencoded_into};
+use super::body::{parse_body, parse_urlencoded_into, Arg};
 use super::clean_cache;
 use super::policy::{Exclusion, Mode, Policy};
 use super::prefilter::{first_bytes, required_literals};
@@ -1091,7 +1091,7 @@ impl WafPlan {
                 push(&mut vars, Coll::QueryString, empty(), Cow::Borrowed(q));
             }
         }
-        let mut args: Vec<(String, String)> = Vec::new();
+        let mut args: Vec<Arg<'a>> = Vec::new();
         if let Some(q) = query {
             parse_urlencoded_into(q.split('#').next().unwrap_or(q), &mut args);
         }
@@ -1205,15 +1205,10 @@ impl WafPlan {
         let (want_names, want_args) = (used(Coll::ArgsNames), used(Coll::Args));
         for (n, v) in args {
             if want_names && !n.is_empty() {
-                push(
-                    &mut vars,
-                    Coll::ArgsNames,
-                    Cow::Owned(n.clone()),
-                    Cow::Owned(n.clone()),
-                );
+                push(&mut vars, Coll::ArgsNames, n.clone(), n.clone());
             }
             if want_args {
-                push(&mut vars, Coll::Args, Cow::Owned(n), Cow::Owned(v));
+                push(&mut vars, Coll::Args, n, v);
             }
         }
         if used(Coll::Files) {
@@ -1235,7 +1230,7 @@ impl WafPlan {
             vars.push(Var {
                 coll: Coll::Meta(i as u16),
                 name: empty(),
-                value: Cow::Owned(v.to_string()),
+                value: number_text(v),
             });
         }
         Ctx {
@@ -1261,19 +1256,17 @@ impl WafPlan {
         let remember = policy.remember_clean_values && excl.is_empty();
         let tag = self.id.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ policy.selection_key();
         let n = self.rules.len();
-        let mut matched = vec![false; n];
-        let mut stamp = vec![0u32; n];
+        let mut memo = MEMO.with(|m| std::mem::take(&mut *m.borrow_mut()));
+        let mut matched = reuse(&mut memo.matched, n, false);
+        let mut stamp = reuse(&mut memo.rule_stamp, n, 0);
         let mut cur_stamp = 0u32;
         let mut matches: Vec<RuleMatch> = Vec::new();
         let mut score = 0u32;
-        let mut cache: Vec<Slot> = vec![Slot::Raw; self.chains.len()];
-        let mut cands: Vec<u32> = Vec::new();
+        let mut cache = reuse(&mut memo.slots, self.chains.len(), Slot::Raw);
+        let mut cands = reuse(&mut memo.cands, 0, 0);
         // Per group: 0 = not yet known, 1 = some rule enabled under this policy, 2 = none.
-        let mut gact: Vec<u8> = vec![0; self.groups.len()];
+        let mut gact = reuse(&mut memo.group_active, self.groups.len(), 0);
         let mut det = DetMemo::default();
-        // Memo of (source value, transform) -> result for the current variable, kept in a
-        // thread-local table with generation stamps so it is never re-initialised per request.
-        let mut memo = MEMO.with(|m| std::mem::take(&mut *m.borrow_mut()));
         let memo_len = (self.chains.len() + 1) * N_TRANSFORMS;
         if memo.table.len() != memo_len {
             memo.table = vec![(0, u32::MAX); memo_len];
@@ -1495,6 +1488,13 @@ impl WafPlan {
                 clean_cache::remember_clean(k, tag, cache_slot, &var.name, &var.value);
             }
         }
+        (
+            memo.matched,
+            memo.rule_stamp,
+            memo.slots,
+            memo.cands,
+            memo.group_active,
+        ) = (matched, stamp, cache, cands, gact);
         MEMO.with(|m| *m.borrow_mut() = memo);
         matches.sort_by_key(|m| m.rule_id);
         let over = score >= policy.anomaly_threshold;
@@ -1628,14 +1628,48 @@ impl DetMemo {
     }
 }
 
+/// Per-thread working memory of `evaluate`, kept between requests so that a
+/// request neither allocates nor frees its per-rule and per-chain tables.
 #[derive(Default)]
 struct Memo {
+    /// (source value, transform) -> result for the current variable, with
+    /// generation stamps so it is never re-initialised per variable.
     table: Vec<(u32, u32)>,
     stamp: u32,
+    /// Per rule: matched in this request.
+    matched: Vec<bool>,
+    /// Per rule: candidate stamp of the current variable.
+    rule_stamp: Vec<u32>,
+    /// Per chain: the transformed value of the current variable.
+    slots: Vec<Slot>,
+    /// Per group: 0 = not yet known, 1 = some rule enabled under the policy, 2 = none.
+    group_active: Vec<u8>,
+    /// Candidate rules of the current variable.
+    cands: Vec<u32>,
+}
+
+/// Takes a table out of the per-thread memory, reset to `n` copies of `fill`.
+fn reuse<T: Clone>(v: &mut Vec<T>, n: usize, fill: T) -> Vec<T> {
+    let mut v = std::mem::take(v);
+    v.clear();
+    v.resize(n, fill);
+    v
 }
 
 thread_local! {
     static MEMO: std::cell::RefCell<Memo> = std::cell::RefCell::new(Memo::default());
+}
+
+/// A count or length as text for the meta targets. Values below 1024 (almost
+/// every count and most lengths) come from a table built once, so a request
+/// does not allocate a string per meta target.
+fn number_text(n: usize) -> Cow<'static, str> {
+    static SMALL: std::sync::LazyLock<Vec<String>> =
+        std::sync::LazyLock::new(|| (0..1024).map(|n: usize| n.to_string()).collect());
+    match SMALL.get(n) {
+        Some(s) => Cow::Borrowed(s.as_str()),
+        None => Cow::Owned(n.to_string()),
+    }
 }
 
 #[inline]
