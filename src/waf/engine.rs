@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
-use regex::Regex;
 
 use super::body::{parse_body, parse_urlencoded_into, Arg};
 use super::clean_cache;
@@ -39,7 +38,7 @@ enum NumCmp {
 #[derive(Debug)]
 enum Op {
     /// The regex and its first-byte table (see [`first_bytes`]).
-    Rx(Regex, Option<Box<[bool; 256]>>),
+    Rx(regex::bytes::Regex, Option<Box<[bool; 256]>>),
     Pm(AhoCorasick, Vec<String>),
     Contains(String),
     BeginsWith(String),
@@ -78,7 +77,8 @@ impl Op {
                         return None;
                     }
                 }
-                r.find(v).map(|m| truncate(m.as_str()))
+                r.find(v.as_bytes())
+                    .map(|m| truncate(&String::from_utf8_lossy(m.as_bytes())))
             }
             Op::Pm(ac, phrases) => ac.find(v).map(|m| {
                 truncate(
@@ -468,18 +468,15 @@ impl Builder {
         let okey = |k: &str| format!("{}{}", key, k);
         if let Some(rx) = &op.rx {
             let rx_line = find_line_after(text, line, "rx").or(line);
-            let r = regex::RegexBuilder::new(&ascii_word_boundaries(rx))
-                .size_limit(8 << 20)
-                .build()
-                .map_err(|e| {
-                    err(
-                        file,
-                        Some(id),
-                        &okey("rx"),
-                        rx_line,
-                        format!("bad regex: {}", e),
-                    )
-                })?;
+            let r = compile_rule_regex(rx).map_err(|e| {
+                err(
+                    file,
+                    Some(id),
+                    &okey("rx"),
+                    rx_line,
+                    format!("bad regex: {}", e),
+                )
+            })?;
             let fb = first_bytes(r.as_str());
             ops.push(Op::Rx(r, fb));
         }
@@ -581,6 +578,24 @@ impl Builder {
             negate: op_def.negate,
         })
     }
+}
+
+/// Rule regexes run over bytes with Unicode off: `\w`, `\s`, `\d`, `\b` and
+/// `(?i)` are ASCII, `.` and negated classes match single bytes. Attack syntax
+/// is ASCII, and Unicode classes inside counted repetitions (`[^}]{0,200}`)
+/// compile into automata many times larger: the default rule sets took 22 MB
+/// of regex memory with Unicode and take 8 MB without, and the lazy DFAs
+/// stay small and warm. Non-ASCII literals still match their UTF-8 bytes; a
+/// pattern that needs Unicode (a `\p{..}` class) keeps it.
+fn compile_rule_regex(rx: &str) -> Result<regex::bytes::Regex, regex::Error> {
+    let pattern = ascii_word_boundaries(rx);
+    let build = |unicode: bool| {
+        regex::bytes::RegexBuilder::new(&pattern)
+            .unicode(unicode)
+            .size_limit(8 << 20)
+            .build()
+    };
+    build(false).or_else(|_| build(true))
 }
 
 /// Rewrite `\b` / `\B` into their ASCII forms so the lazy DFA never has to fall back to the
@@ -917,10 +932,13 @@ impl WafPlan {
             if pats.is_empty() {
                 continue;
             }
+            // A contiguous NFA, not a DFA: with a thousand literals per group the DFAs took
+            // 30 MB for the default rule sets (3 MB per group) and missed the CPU caches, so
+            // the NFA (3 MB in all) scans faster in practice (BENCHMARKS.md, engine log).
             match AhoCorasickBuilder::new()
                 .ascii_case_insensitive(true)
                 .match_kind(MatchKind::Standard)
-                .kind(Some(AhoCorasickKind::DFA))
+                .kind(Some(AhoCorasickKind::ContiguousNFA))
                 .build(&pats)
             {
                 Ok(ac) => {
@@ -1736,5 +1754,31 @@ fn collect_files(
                 message: e.to_string(),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compile_rule_regex;
+
+    #[test]
+    fn rule_regexes_are_ascii_unless_they_need_unicode() {
+        let word = compile_rule_regex(r"^\w+$").expect("compiles");
+        assert!(word.is_match(b"select_1"));
+        assert!(!word.is_match("sélect".as_bytes()), "\\w is ASCII");
+        let ci = compile_rule_regex(r"(?i)union\s+select").expect("compiles");
+        assert!(ci.is_match(b"UNION\tSELECT"));
+        // Negated classes count bytes, and match inside non-UTF-8 text.
+        let near = compile_rule_regex(r"\{\{[^}]{0,4}x").expect("compiles");
+        assert!(near.is_match(b"{{ab x"));
+        assert!(near.is_match(b"{{\xff\xfex"));
+        // A non-ASCII literal still matches its UTF-8 bytes.
+        assert!(compile_rule_regex("é")
+            .expect("compiles")
+            .is_match("café".as_bytes()));
+        // A Unicode class keeps Unicode mode instead of failing.
+        let greek = compile_rule_regex(r"\p{Greek}{2}").expect("falls back to Unicode");
+        assert!(greek.is_match("αβ".as_bytes()));
+        assert!(compile_rule_regex(r"(unclosed").is_err());
     }
 }
