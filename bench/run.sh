@@ -4,12 +4,14 @@
 #   portcullis (WAF on, default rules, PL1, prevention) | portcullis (WAF off)
 #   | minimal pingora proxy (examples/minimal_proxy/) | the same with mimalloc (the
 #   allocator portcullis uses, to show the allocator's share) | nginx | nginx + ModSecurity + CRS
-# Usage: bench/run.sh [DURATION_SECONDS] ; env CONNS (default 32), PROXY_THREADS (default 2).
+# Usage: bench/run.sh [DURATION_SECONDS] ; env CONNS (default 32), PROXY_THREADS (default 2),
+# ROUNDS (default 3: each cell runs ROUNDS times, interleaved, and the table shows medians).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10}
 CONNS=${CONNS:-32}
 PROXY_THREADS=${PROXY_THREADS:-2}
+ROUNDS=${ROUNDS:-3}
 PEER=${PEER:-../shared/peer}
 
 need=()
@@ -22,10 +24,22 @@ fi
 bash scripts/prereqs.sh
 cargo build --release --quiet --bin portcullis --example minimal_proxy --example minimal_proxy_mimalloc
 
+# A proxy still listening on one of our ports would share it (SO_REUSEPORT) and skew the run.
+for port in 18080 18081 18082 19001 19002 19003 19004; do
+  if ss -Hltn "sport = :$port" | grep -q .; then
+    echo "port $port is in use: stop what listens there first" >&2
+    exit 1
+  fi
+done
+
 W=$(mktemp -d /tmp/portcullis-bench.XXXX)
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  # SIGINT is pingora's fast shutdown (SIGTERM waits out a grace period, and a proxy left
+  # listening would share its SO_REUSEPORT port with the next run's).
+  for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
+  sleep 1
+  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
   nginx -p /tmp/peer-nginx -c "$W/peer/nginx.conf" -s quit 2>/dev/null || true
   rm -rf "$W"
 }
@@ -98,23 +112,33 @@ print(f"{name}\t{mix}\t{rps:.0f}\t{lat('50'):.3f}\t{lat('99'):.3f}\t{cpu_us:.1f}
 PY
 }
 
-for mix in benign benign_varied post_json post_form attack; do
-  run "portcullis WAF on" 19001 "$WAF_ON" $mix
-  run "portcullis WAF off" 19002 "$WAF_OFF" $mix
-  run "minimal pingora" 19003 "$MINIMAL" $mix
-  run "minimal pingora+mimalloc" 19004 "$MINIMAL_MI" $mix
-  run "nginx" 18082 "$(nginx_pids)" $mix
-  run "nginx+ModSecurity+CRS" 18080 "$(nginx_pids)" $mix
+# ROUNDS passes over every cell, interleaved, so a slow moment of the shared box hits all
+# proxies alike; the table keeps each cell's median.
+for round in $(seq "$ROUNDS"); do
+  for mix in benign benign_varied post_json post_form attack; do
+    run "portcullis WAF on" 19001 "$WAF_ON" $mix
+    run "portcullis WAF off" 19002 "$WAF_OFF" $mix
+    run "minimal pingora" 19003 "$MINIMAL" $mix
+    run "minimal pingora+mimalloc" 19004 "$MINIMAL_MI" $mix
+    run "nginx" 18082 "$(nginx_pids)" $mix
+    run "nginx+ModSecurity+CRS" 18080 "$(nginx_pids)" $mix
+  done
 done
 
 python3 - "$results" <<'PY'
-import sys
+import statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+cells = {}
+for name, mix, rps, p50, p99, cpu, bad, total in rows:
+    cells.setdefault((mix, name), []).append((float(rps), float(p50), float(p99), float(cpu), int(bad), int(total)))
 print("| mix | proxy | req/s | p50 ms | p99 ms | CPU us/req | non-2xx | requests |")
 print("|---|---|---:|---:|---:|---:|---:|---:|")
-for name, mix, rps, p50, p99, cpu, bad, total in rows:
-    print(f"| {mix} | {name} | {rps} | {p50} | {p99} | {cpu} | {bad} | {total} |")
-by = {(r[1], r[0]): float(r[2]) for r in rows}
+by = {}
+for (mix, name), runs in cells.items():
+    med = [statistics.median(r[i] for r in runs) for i in range(4)]
+    by[(mix, name)] = med[0]
+    bad, total = sum(r[4] for r in runs), sum(r[5] for r in runs)
+    print(f"| {mix} | {name} | {med[0]:.0f} | {med[1]:.3f} | {med[2]:.3f} | {med[3]:.1f} | {bad} | {total} |")
 print()
 for mix in ("benign", "benign_varied", "post_json", "post_form", "attack"):
     on = by.get((mix, "portcullis WAF on"))

@@ -18,7 +18,11 @@ cargo build --release --quiet --bin portcullis
 W=$(mktemp -d /tmp/portcullis-tlsbench.XXXX)
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  # SIGINT is pingora's fast shutdown (SIGTERM waits out a grace period, and a proxy left
+  # listening would share its SO_REUSEPORT port with the next run's).
+  for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
+  sleep 1
+  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
   nginx -p "$W/nginx" -c "$W/nginx.conf" -s quit 2>/dev/null || true
   rm -rf "$W"
 }
