@@ -7,6 +7,9 @@ use std::process::ExitCode;
 /// BENCHMARKS.md shows what this bought. Version 2 of mimalloc without
 /// transparent huge pages: v3 and huge pages each added several MiB of idle
 /// RSS for no throughput.
+/// The `system-allocator` feature keeps the system's: less memory per idle
+/// connection, less throughput.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
