@@ -193,6 +193,9 @@ struct ChainInfo {
 struct Group {
     /// Only variables with this (lowercase) name visit the group; None = every variable of the slot.
     name: Option<String>,
+    /// Rules on the raw body that also inspect the arguments: they skip a body that parsed cleanly
+    /// into arguments, since they already saw its content decoded, field by field.
+    skip_parsed_body: bool,
     /// Transform chains used by the rules of this group.
     chains: Vec<usize>,
     /// `chains` plus their prefixes, parents first.
@@ -341,6 +344,8 @@ struct Ctx<'a> {
     vars: Vec<Var<'a>>,
     host: String,
     path: String,
+    /// The body was urlencoded or JSON and parsed without error: all of it is in the arguments.
+    body_parsed: bool,
 }
 
 fn err(
@@ -808,7 +813,7 @@ impl WafPlan {
 
     fn assemble(mut rules: Vec<Rule>, b: Builder) -> WafPlan {
         let n_slots = N_FIXED_COLLS + b.metas.len();
-        let mut group_idx: HashMap<(usize, String), usize> = HashMap::new();
+        let mut group_idx: HashMap<(usize, String, bool), usize> = HashMap::new();
         let mut groups: Vec<Group> = Vec::new();
         let mut by_slot: Vec<Vec<usize>> = vec![Vec::new(); n_slots];
         let mut lits_per_group: Vec<Vec<(String, u32)>> = Vec::new();
@@ -865,8 +870,10 @@ impl WafPlan {
                     } else {
                         vec![String::new()]
                     };
+                let skip_parsed_body =
+                    coll == Coll::Body && rule.main.include.iter().any(|s| s.coll == Coll::Args);
                 for name in names {
-                    let key = (slot, name.clone());
+                    let key = (slot, name.clone(), skip_parsed_body);
                     let gi = *group_idx.entry(key).or_insert_with(|| {
                         groups.push(Group {
                             name: if name.is_empty() {
@@ -874,6 +881,7 @@ impl WafPlan {
                             } else {
                                 Some(name.clone())
                             },
+                            skip_parsed_body,
                             chains: Vec::new(),
                             need_chains: Vec::new(),
                             byte_rules: Vec::new(),
@@ -1187,6 +1195,9 @@ impl WafPlan {
             }
         }
         let parsed = parse_body(content_type.as_deref(), req.body, req.body_truncated);
+        // Only urlencoded and JSON bodies become arguments whole: multipart file contents and XML
+        // markup (a DOCTYPE's entities) exist only in the raw body.
+        let body_parsed = matches!(parsed.kind, "urlencoded" | "json") && parsed.error.is_none();
         let n_files = parsed.files.len();
         let files = parsed.files;
         args.extend(parsed.args);
@@ -1255,6 +1266,7 @@ impl WafPlan {
             vars,
             host,
             path: path.into_owned(),
+            body_parsed,
         }
     }
 
@@ -1320,6 +1332,11 @@ impl WafPlan {
             }
             for &g in gs {
                 let group = &self.groups[g];
+                if group.skip_parsed_body && ctx.body_parsed {
+                    // Clean so far only because of how the body parsed: not a fact about the value.
+                    clean = false;
+                    continue;
+                }
                 if let Some(n) = &group.name {
                     if !var.name.eq_ignore_ascii_case(n) {
                         continue;

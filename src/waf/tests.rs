@@ -229,3 +229,58 @@ chain = [ { targets = ["headers:X-Debug"], contains = "1" } ]
     let with_header = "GET /?q=select HTTP/1.1\r\nX-Debug: 1\r\n\r\n";
     assert_eq!(eval(&chained, &Policy::default(), with_header).score, 5);
 }
+
+/// A urlencoded or JSON body that parsed cleanly is inspected through its arguments by the rules
+/// that target both `args` and `body`; rules on `body` alone, multipart file contents and XML
+/// markup still see the raw body, and a value skipped this way is never remembered as clean.
+#[test]
+fn parsed_bodies_skip_the_raw_pass_only_where_arguments_cover_it() {
+    let p = plan(
+        r#"
+[defaults]
+category = "test"
+
+[[rule]]
+id = 20
+message = "php open tag"
+targets = ["args", "body"]
+rx = '''<\?php'''
+
+[[rule]]
+id = 21
+message = "raw framing marker"
+targets = ["body"]
+contains = "a=1&b"
+"#,
+    )
+    .unwrap();
+    let post = |ctype: &str, body: &str| {
+        format!(
+            "POST / HTTP/1.1\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let ids = |v: Verdict| v.matches.iter().map(|m| m.rule_id).collect::<Vec<_>>();
+    let policy = Policy::default();
+    let form = post("application/x-www-form-urlencoded", "a=1&b=%3C%3Fphp");
+    let v = eval(&p, &policy, &form);
+    assert_eq!(
+        ids(v.clone()),
+        vec![20, 21],
+        "args catch the tag, the body-only rule runs raw"
+    );
+    assert!(v
+        .matches
+        .iter()
+        .any(|m| m.rule_id == 20 && m.target.starts_with("ARGS")));
+    // The same raw body as text/plain (not parsed) is inspected raw, even right after the form.
+    let plain = post("text/plain", "x=<?php");
+    let form_same = post("application/x-www-form-urlencoded", "x=<?php");
+    assert_eq!(ids(eval(&p, &policy, &form_same)), vec![20]);
+    assert_eq!(ids(eval(&p, &policy, &plain)), vec![20]);
+    assert_eq!(ids(eval(&p, &policy, &plain)), vec![20]);
+    // Multipart file contents exist only in the raw body.
+    let multipart = "--b\r\nContent-Disposition: form-data; name=\"f\"; filename=\"s.php\"\r\n\r\n<?php system($_GET[1]);\r\n--b--\r\n";
+    let upload = post("multipart/form-data; boundary=b", multipart);
+    assert_eq!(ids(eval(&p, &policy, &upload)), vec![20]);
+}
