@@ -8,6 +8,7 @@
 # ROUNDS (default 3: each cell runs ROUNDS times, interleaved, and the table shows medians).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/common.sh
 DURATION=${1:-10}
 CONNS=${CONNS:-32}
 PROXY_THREADS=${PROXY_THREADS:-2}
@@ -35,11 +36,7 @@ done
 W=$(mktemp -d /tmp/portcullis-bench.XXXX)
 pids=()
 cleanup() {
-  # SIGINT is pingora's fast shutdown (SIGTERM waits out a grace period, and a proxy left
-  # listening would share its SO_REUSEPORT port with the next run's).
-  for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
-  sleep 1
-  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  stop_pids
   nginx -p /tmp/peer-nginx -c "$W/peer/nginx.conf" -s quit 2>/dev/null || true
   rm -rf "$W"
 }

@@ -8,6 +8,7 @@
 # Usage: bench/tls_mem.sh [SECONDS_PER_CELL]   (default 10)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/common.sh
 SECS=${1:-10}
 ulimit -n "$(ulimit -Hn)"   # before the edge starts: it holds 10,000 connections below (needs ~10,100)
 command -v nginx >/dev/null && command -v h2load >/dev/null || {
@@ -18,11 +19,7 @@ cargo build --release --quiet --bin portcullis
 W=$(mktemp -d /tmp/portcullis-tlsbench.XXXX)
 pids=()
 cleanup() {
-  # SIGINT is pingora's fast shutdown (SIGTERM waits out a grace period, and a proxy left
-  # listening would share its SO_REUSEPORT port with the next run's).
-  for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
-  sleep 1
-  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  stop_pids
   nginx -p "$W/nginx" -c "$W/nginx.conf" -s quit 2>/dev/null || true
   rm -rf "$W"
 }

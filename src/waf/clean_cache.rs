@@ -136,6 +136,7 @@ fn set_of(k: Key) -> usize {
     (k.hash as usize & (SETS - 1)) * 2
 }
 
+/// Forget everything this thread remembered (tests and benchmarks of the uncached path).
 pub fn clear() {
     TABLE.with(|t| t.borrow_mut().entries.clear());
 }
