@@ -86,6 +86,20 @@ fn bad_address_is_an_error() {
 }
 
 #[test]
+fn node_id_must_be_one_token() {
+    // It is sent in Via, and loop detection splits Via on commas and spaces.
+    let pki = Pki::new();
+    let cfg = format!("[server]\nnode_id = \"edge one, two\"\n{}", base(&pki));
+    let (ok, _, stderr) = check(&cfg, pki.dir.path());
+    assert!(!ok);
+    assert!(stderr.contains("server.node_id"), "{stderr}");
+    assert!(stderr.contains("portcullis.toml:2"), "line: {stderr}");
+    let cfg = format!("[server]\nnode_id = \"edge-west.1\"\n{}", base(&pki));
+    let (ok, _, stderr) = check(&cfg, pki.dir.path());
+    assert!(ok, "{stderr}");
+}
+
+#[test]
 fn missing_cert_file_is_an_error() {
     let pki = Pki::new();
     let cfg = base(&pki).replace("edge.pem", "missing.pem");

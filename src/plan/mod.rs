@@ -44,6 +44,8 @@ pub struct ListenerPlan {
 /// Everything the running edge needs, compiled and checked.
 pub struct RuntimePlan {
     pub node_id: String,
+    /// `1.1 <node_id>`, the `Via` entry this edge appends (built once).
+    pub via: http::HeaderValue,
     pub max_hops: usize,
     pub trace_secret: Option<String>,
     pub upgrade_sock: String,
@@ -63,6 +65,16 @@ pub struct RuntimePlan {
 
 /// The result of compiling: the plan plus warnings, or every error found.
 pub type Compiled = Result<(RuntimePlan, Vec<Diagnostic>), Vec<Diagnostic>>;
+
+/// The `Via` entry for a node id, or `None` when the id is not one token
+/// (loop detection splits `Via` on commas and spaces).
+fn via_entry(node_id: &str) -> Option<http::HeaderValue> {
+    let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':');
+    if node_id.is_empty() || node_id.len() > 64 || !node_id.bytes().all(plain) {
+        return None;
+    }
+    http::HeaderValue::from_str(&format!("1.1 {node_id}")).ok()
+}
 
 /// Checks and compiles a loaded configuration. All errors are collected, not just the first.
 pub fn compile(loaded: Loaded) -> Compiled {
@@ -94,6 +106,13 @@ pub fn compile(loaded: Loaded) -> Compiled {
     if cfg.server.threads == 0 {
         diagnostics.error(&root.key("server").key("threads"), "must be at least 1");
     }
+    let via = via_entry(&cfg.server.node_id).unwrap_or_else(|| {
+        diagnostics.error(
+            &root.key("server").key("node_id"),
+            "must be 1-64 characters of letters, digits, '-', '_', '.' or ':' (it is sent in Via)",
+        );
+        http::HeaderValue::from_static("1.1 portcullis")
+    });
 
     let rulesets = waf::compile_rulesets(cfg, &resolve, &mut diagnostics);
     limits::check_store(cfg, &mut diagnostics);
@@ -105,6 +124,7 @@ pub fn compile(loaded: Loaded) -> Compiled {
     }
     let plan = RuntimePlan {
         node_id: cfg.server.node_id.clone(),
+        via,
         max_hops: cfg.server.max_hops,
         trace_secret: cfg.server.trace_secret.clone().filter(|s| !s.is_empty()),
         upgrade_sock: cfg.server.upgrade_sock.clone(),

@@ -2,15 +2,22 @@
 //! same headers are replaced, never appended to: a client must not be able to
 //! choose the address or scheme the backend believes in.
 
+use http::header::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 use pingora::Result;
+
+// Names for lookups and removals, parsed at compile time: these run on every
+// request, and a `&str` name is parsed (and hashed) again on each call.
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// What the edge knows about the client connection.
 pub struct ForwardedFacts<'a> {
     pub client_ip: Option<std::net::IpAddr>,
     pub proto: &'static str,
     pub host: &'a str,
-    pub request_id: &'a str,
+    pub request_id: &'a HeaderValue,
 }
 
 /// Sets X-Forwarded-For/-Proto/-Host and X-Request-Id, replacing client values.
@@ -18,23 +25,38 @@ pub fn apply(req: &mut RequestHeader, facts: &ForwardedFacts<'_>) -> Result<()> 
     match facts.client_ip {
         Some(ip) => req.insert_header("x-forwarded-for", ip.to_string())?,
         None => {
-            req.remove_header("x-forwarded-for");
+            req.remove_header(&X_FORWARDED_FOR);
         }
     }
-    req.remove_header("forwarded");
-    req.remove_header("x-real-ip");
-    req.insert_header("x-forwarded-proto", facts.proto)?;
+    req.remove_header(&http::header::FORWARDED);
+    req.remove_header(&X_REAL_IP);
+    req.insert_header("x-forwarded-proto", HeaderValue::from_static(facts.proto))?;
     req.insert_header("x-forwarded-host", facts.host)?;
-    req.insert_header("x-request-id", facts.request_id)?;
+    req.insert_header("x-request-id", facts.request_id.clone())?;
     Ok(())
+}
+
+/// A request's id, as text for logs and as the header value sent to the
+/// backend and back to the client (built once, cloned without copying).
+pub struct RequestId {
+    pub text: String,
+    pub header: HeaderValue,
 }
 
 /// Keeps a client's request id when it is short and plain, so a trace that
 /// started upstream of the edge continues; otherwise makes a new one.
-pub fn request_id(incoming: Option<&[u8]>) -> String {
-    match incoming {
-        Some(v) if is_plain_id(v) => String::from_utf8_lossy(v).into_owned(),
-        _ => uuid::Uuid::new_v4().to_string(),
+pub fn request_id(incoming: Option<&HeaderValue>) -> RequestId {
+    if let Some(v) = incoming.filter(|v| is_plain_id(v.as_bytes())) {
+        return RequestId {
+            text: String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            header: v.clone(),
+        };
+    }
+    let mut buf = uuid::Uuid::encode_buffer();
+    let text: &str = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+    RequestId {
+        text: text.to_owned(),
+        header: HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("invalid")),
     }
 }
 
@@ -51,9 +73,12 @@ mod tests {
 
     #[test]
     fn keeps_plain_ids_and_replaces_odd_ones() {
-        assert_eq!(request_id(Some(b"abc-123")), "abc-123");
-        assert_ne!(request_id(Some(b"a b")), "a b");
-        assert_ne!(request_id(Some(b"x\r\ny")), "x\r\ny");
-        assert_eq!(request_id(None).len(), 36);
+        let id = |v: &'static str| request_id(Some(&HeaderValue::from_static(v)));
+        assert_eq!(id("abc-123").text, "abc-123");
+        assert_eq!(id("abc-123").header, "abc-123");
+        assert_ne!(id("a b").text, "a b");
+        let fresh = request_id(None);
+        assert_eq!(fresh.text.len(), 36);
+        assert_eq!(fresh.header, fresh.text.as_str());
     }
 }

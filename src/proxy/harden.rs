@@ -3,18 +3,20 @@
 //! Header values with CR or LF can never be written: the `http` crate refuses
 //! them, and pingora refuses such responses from a backend.
 
+use http::HeaderName;
 use pingora::http::ResponseHeader;
 
-/// Headers that tell an attacker which software and version runs behind the edge.
-const BANNERS: [&str; 4] = [
-    "server",
-    "x-powered-by",
-    "x-aspnet-version",
-    "x-aspnetmvc-version",
+/// Headers that tell an attacker which software and version runs behind the
+/// edge (parsed once: this runs on every response).
+static BANNERS: [HeaderName; 4] = [
+    http::header::SERVER,
+    HeaderName::from_static("x-powered-by"),
+    HeaderName::from_static("x-aspnet-version"),
+    HeaderName::from_static("x-aspnetmvc-version"),
 ];
 
 pub fn harden(resp: &mut ResponseHeader, hsts: Option<&http::HeaderValue>) -> pingora::Result<()> {
-    for name in BANNERS {
+    for name in &BANNERS {
         resp.remove_header(name);
     }
     if let Some(value) = hsts {

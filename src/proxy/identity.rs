@@ -17,7 +17,9 @@ pub struct ClientIdentity {
 /// Works out the client address and country for a request from `peer`.
 pub fn identify(net: &NetworkPlan, peer: Option<IpAddr>, req: &RequestHeader) -> ClientIdentity {
     let ip = peer.map(|peer| {
-        let xff = joined_xff(req);
+        // Joining the header costs an allocation; only a trusted peer's is read.
+        let trusted = net.trusted_proxies.is_trusted(peer.to_canonical());
+        let xff = trusted.then(|| joined_xff(req)).flatten();
         net.trusted_proxies.client_ip(peer, xff.as_deref())
     });
     let country = net.geo.as_ref().map(|db| match ip {
@@ -31,7 +33,7 @@ pub fn identify(net: &NetworkPlan, peer: Option<IpAddr>, req: &RequestHeader) ->
 fn joined_xff(req: &RequestHeader) -> Option<String> {
     let values: Vec<&str> = req
         .headers
-        .get_all("x-forwarded-for")
+        .get_all(&super::forwarding::X_FORWARDED_FOR)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .collect();

@@ -16,9 +16,10 @@ pub fn hops_through(req: &RequestHeader, node_id: &str) -> usize {
         .count()
 }
 
-/// Appends this node to the request's `Via`.
-pub fn append_via(req: &mut RequestHeader, node_id: &str) -> pingora::Result<()> {
-    req.append_header(http::header::VIA, format!("1.1 {node_id}"))?;
+/// Appends this node's entry (`1.1 <node-id>`, built with the plan) to the request's `Via`.
+pub fn append_via(req: &mut RequestHeader, entry: &http::HeaderValue) -> pingora::Result<()> {
+    // A static name: pingora keeps it as the case to send, without copying it.
+    req.append_header("Via", entry.clone())?;
     Ok(())
 }
 
@@ -35,7 +36,7 @@ mod tests {
             .expect("via");
         assert_eq!(hops_through(&req, "edge-a"), 2);
         assert_eq!(hops_through(&req, "edge-b"), 0);
-        append_via(&mut req, "edge-b").expect("append");
+        append_via(&mut req, &http::HeaderValue::from_static("1.1 edge-b")).expect("append");
         assert_eq!(hops_through(&req, "edge-b"), 1);
     }
 }

@@ -37,7 +37,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Envoy's header for the client certificate: set by the edge, never by a client.
-const XFCC: &str = "x-forwarded-client-cert";
+static XFCC: http::HeaderName = http::HeaderName::from_static("x-forwarded-client-cert");
 
 /// The proxy for one listener.
 pub struct Edge {
@@ -120,6 +120,8 @@ pub struct RequestCtx {
     plan: Arc<RuntimePlan>,
     started: Instant,
     request_id: String,
+    /// The same id as a header value, for the backend and the client.
+    request_id_header: http::HeaderValue,
     /// The host the client asked for: normalized (no port, lowercase) for routing.
     host: String,
     /// The Host value exactly as the client sent it (port included), for `preserve`.
@@ -194,6 +196,7 @@ impl ProxyHttp for Edge {
             plan: self.state.plan.load_full(),
             started: Instant::now(),
             request_id: String::new(),
+            request_id_header: http::HeaderValue::from_static(""),
             host: String::new(),
             client_host: String::new(),
             site: None,
@@ -287,7 +290,12 @@ impl ProxyHttp for Edge {
                 "total timeout reached before a retry",
             );
         }
-        let key = hash_key(session, ctx, &pool.hash_key);
+        // Only consistent hashing reads the key: the others need no formatting.
+        let key = if pool.algorithm == crate::config::LoadBalancing::ConsistentHash {
+            hash_key(session, ctx, &pool.hash_key)
+        } else {
+            Vec::new()
+        };
         let Some(idx) = pool.select(&key, &ctx.tried) else {
             return Error::e_explain(
                 ErrorType::HTTPStatus(503),
@@ -371,7 +379,7 @@ impl ProxyHttp for Edge {
             client_ip: ctx.client.ip,
             proto: if self.tls { "https" } else { "http" },
             host: &ctx.host,
-            request_id: &ctx.request_id,
+            request_id: &ctx.request_id_header,
         };
         forwarding::apply(upstream_request, &facts)?;
         if let Some(outcome) = &ctx.rewrite {
@@ -386,7 +394,7 @@ impl ProxyHttp for Edge {
                 upstream_request.set_uri(uri);
             }
         }
-        upstream_request.remove_header(XFCC);
+        upstream_request.remove_header(&XFCC);
         if let Some(cert) = &ctx.client_cert {
             let with_pem = ctx
                 .plan
@@ -394,7 +402,7 @@ impl ProxyHttp for Edge {
                 .get(self.listener)
                 .and_then(|l| l.client_auth.as_ref())
                 .is_some_and(|c| c.forward_pem);
-            upstream_request.insert_header(XFCC, cert.xfcc(with_pem))?;
+            upstream_request.insert_header("x-forwarded-client-cert", cert.xfcc(with_pem))?;
         }
         protocol::normalize_content_length(upstream_request)?;
         if let Some(name) = ctx
@@ -410,10 +418,15 @@ impl ProxyHttp for Edge {
             }
         }
         if let (Some(pool), Some(&idx)) = (ctx.pool(), ctx.tried.last()) {
-            let host = pool.upstream_host(idx, &ctx.client_host).to_string();
-            upstream_request.insert_header(http::header::HOST, host)?;
+            let host = pool.upstream_host(idx, &ctx.client_host);
+            // Most requests keep the client's Host: then there is nothing to
+            // write (pingora refuses a request with two Host headers).
+            let current = upstream_request.headers.get(http::header::HOST);
+            if current.is_none_or(|h| h.as_bytes() != host.as_bytes()) {
+                upstream_request.insert_header(http::header::HOST, host.to_string())?;
+            }
         }
-        loops::append_via(upstream_request, &ctx.plan.node_id)
+        loops::append_via(upstream_request, &ctx.plan.via)
     }
 
     async fn upstream_response_filter(
@@ -452,7 +465,7 @@ impl ProxyHttp for Edge {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        resp.insert_header("x-request-id", &ctx.request_id)?;
+        resp.insert_header("x-request-id", ctx.request_id_header.clone())?;
         if let Some(t) = ctx.trace.as_ref() {
             resp.insert_header(trace::HEADER, t.render())?;
         }
@@ -501,7 +514,7 @@ impl ProxyHttp for Edge {
         };
         if code > 0 {
             if ctx.request_id.is_empty() {
-                ctx.request_id = forwarding::request_id(None);
+                ctx.request_id = forwarding::request_id(None).text;
             }
             let sent = if code == 403 && ctx.block_reason == Some("waf") {
                 let trace = ctx.trace.as_ref().map(trace::Trace::render);

@@ -20,8 +20,8 @@ impl Edge {
         ctx: &mut RequestCtx,
     ) -> Result<bool> {
         let req = session.req_header();
-        ctx.request_id =
-            forwarding::request_id(req.headers.get("x-request-id").map(|v| v.as_bytes()));
+        let id = forwarding::request_id(req.headers.get(&forwarding::X_REQUEST_ID));
+        (ctx.request_id, ctx.request_id_header) = (id.text, id.header);
         let raw_head = match session.as_downstream() {
             pingora::protocols::http::ServerSession::H1(h1) => Some(h1.get_headers_raw_bytes()),
             _ => None,

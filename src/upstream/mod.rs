@@ -71,6 +71,8 @@ pub struct Pool {
     pub algorithm: LoadBalancing,
     pub hash_key: HashKey,
     tiers: Vec<Tier>,
+    /// Each backend's weight, by index (kept so selection does not rebuild it).
+    weights: Vec<u32>,
     pub tls: Option<UpstreamTls>,
     pub host_header: HostHeader,
     pub host_name: Option<String>,
@@ -118,6 +120,7 @@ impl Pool {
             algorithm: cfg.load_balancing,
             hash_key: parts.hash_key,
             tiers,
+            weights,
             tls: parts.tls,
             host_header: cfg.host_header,
             host_name: cfg.host_name.clone(),
@@ -147,20 +150,20 @@ impl Pool {
     /// backend is available at all, `when_all_down` decides.
     pub fn select(&self, key: &[u8], tried: &[usize]) -> Option<usize> {
         let now = now_ms();
-        let weights: Vec<u32> = self.backends.iter().map(|b| b.weight).collect();
+        let weights = &self.weights;
         let outstanding = |i: usize| self.backends[i].health.outstanding();
         let available = |i: usize| !tried.contains(&i) && self.backends[i].health.available(now);
         let found = self
             .tiers
             .iter()
-            .find_map(|t| t.pick(self.algorithm, key, &weights, &outstanding, &available));
+            .find_map(|t| t.pick(self.algorithm, key, weights, &outstanding, &available));
         if found.is_some() || self.when_all_down == AllDown::FailClosed {
             return found;
         }
         let untried = |i: usize| !tried.contains(&i);
         self.tiers
             .iter()
-            .find_map(|t| t.pick(self.algorithm, key, &weights, &outstanding, &untried))
+            .find_map(|t| t.pick(self.algorithm, key, weights, &outstanding, &untried))
     }
 
     /// Whether any backend may get traffic now (for readiness and status).
