@@ -139,16 +139,23 @@ pub fn check_head(
     Ok(())
 }
 
-/// Byte-level rules that a parser may be lenient about. One pass over the
-/// lines (found with `memchr`), each checked with a branch-free scan for
-/// control bytes: this runs on every request, so it must cost little more
-/// than reading the head once.
+/// Byte-level rules that a parser may be lenient about. This runs on every
+/// request, so it costs little more than reading the head once: one
+/// branch-free pass for control bytes over the whole head, then a `memchr`
+/// walk over the line ends, looking closer only at lines that could be a
+/// framing header.
 fn check_raw_head(raw: &[u8], limits: &Limits) -> Result<(), Violation> {
     if raw.len() > limits.max_header_bytes {
         return Err(Violation {
             status: 431,
             reason: "request header section too large",
         });
+    }
+    if raw
+        .iter()
+        .fold(false, |seen, &b| seen | forbidden_in_head(b))
+    {
+        return Err(bad("control character in request head"));
     }
     let (mut has_cl, mut has_te) = (false, false);
     let mut start = 0;
@@ -164,11 +171,13 @@ fn check_raw_head(raw: &[u8], limits: &Limits) -> Result<(), Violation> {
             }
             None => (&raw[start..], raw.len()),
         };
-        check_line_bytes(line)?;
+        if memchr::memchr(b'\r', line).is_some() {
+            return Err(bad("bare CR in request head"));
+        }
         if first {
             check_request_line(line)?;
             first = false;
-        } else if !line.is_empty() {
+        } else if may_be_framing_header(line) {
             let name = check_framing_header_line(line)?;
             has_cl |= name.eq_ignore_ascii_case(b"content-length");
             has_te |= name.eq_ignore_ascii_case(b"transfer-encoding");
@@ -185,25 +194,15 @@ fn check_raw_head(raw: &[u8], limits: &Limits) -> Result<(), Violation> {
     Ok(())
 }
 
-/// A line without its CRLF may hold tabs but no other control byte; a CR
-/// here is one not followed by LF.
-fn check_line_bytes(line: &[u8]) -> Result<(), Violation> {
-    // A branch-free pass first: almost every line is clean.
-    if !line
-        .iter()
-        .fold(false, |seen, &b| seen | forbidden_in_line(b))
-    {
-        return Ok(());
-    }
-    match line.iter().find(|&&b| forbidden_in_line(b)) {
-        Some(b'\r') => Err(bad("bare CR in request head")),
-        _ => Err(bad("control character in request head")),
-    }
+/// Control bytes other than tab and the CR and LF that end lines (those are
+/// checked by the line walk), and DEL.
+fn forbidden_in_head(b: u8) -> bool {
+    (b < 0x20 && b != b'\t' && b != b'\r' && b != b'\n') | (b == 0x7f)
 }
 
-/// Control bytes other than tab, and DEL.
-fn forbidden_in_line(b: u8) -> bool {
-    (b < 0x20 && b != b'\t') | (b == 0x7f)
+/// Only `Content-Length` and `Transfer-Encoding` lines need a closer look.
+fn may_be_framing_header(line: &[u8]) -> bool {
+    matches!(line.first(), Some(b'c' | b'C' | b't' | b'T'))
 }
 
 /// Exactly three parts separated by single spaces, no tabs.

@@ -17,14 +17,14 @@
 //!   already matched earlier in the request, when a chained condition (which looks at other
 //!   variables) decided, or when an exclusion applied to the request.
 //!
-//! The table is two-way set-associative and bounded (`SETS` x 2 entries of at most `MAX_VALUE`
+//! Each worker thread has its own table, kept in the engine's per-thread memo and borrowed for a
+//! whole request, so a lookup is a plain method call on it. The table is two-way set-associative and bounded (`SETS` x 2 entries of at most `MAX_VALUE`
 //! bytes), so it costs a few MiB per worker thread at most. A hit moves its entry to the front of
 //! its set and a new entry evicts the one used least recently: a form of some hundred fields keeps
 //! all of them (a direct-mapped table of the same size lost a third of them to collisions on every
 //! request). The hash is seeded per process, so a client cannot aim values at one set to keep it
 //! cold on purpose beyond what any miss costs.
 
-use std::cell::RefCell;
 use std::hash::{BuildHasher, Hasher};
 
 /// Sets per thread (a power of two), of two entries each.
@@ -53,12 +53,10 @@ impl Entry {
     }
 }
 
-struct Table {
+/// One thread's remembered values (empty until the first one is remembered).
+#[derive(Default)]
+pub struct Table {
     entries: Vec<Option<Entry>>,
-}
-
-thread_local! {
-    static TABLE: RefCell<Table> = const { RefCell::new(Table { entries: Vec::new() }) };
 }
 
 /// The hash seed, random per process (so a client cannot aim collisions at
@@ -86,12 +84,11 @@ pub fn key(slot: u16, name: &str, value: &str) -> Option<Key> {
     Some(Key { hash: h.finish() })
 }
 
-/// True when this exact variable was found clean under the same rules (`tag`).
-pub fn is_clean(k: Key, tag: u64, slot: u16, name: &str, value: &str) -> bool {
-    TABLE.with(|t| {
-        let mut t = t.borrow_mut();
+impl Table {
+    /// True when this exact variable was found clean under the same rules (`tag`).
+    pub fn is_clean(&mut self, k: Key, tag: u64, slot: u16, name: &str, value: &str) -> bool {
         let set = set_of(k);
-        let Some(ways) = t.entries.get_mut(set..set + 2) else {
+        let Some(ways) = self.entries.get_mut(set..set + 2) else {
             return false;
         };
         let hit = |w: &Option<Entry>| {
@@ -106,39 +103,36 @@ pub fn is_clean(k: Key, tag: u64, slot: u16, name: &str, value: &str) -> bool {
             return true;
         }
         false
-    })
-}
+    }
 
-/// Remembers a clean value in front of its set, evicting the entry used least recently.
-pub fn remember_clean(k: Key, tag: u64, slot: u16, name: &str, value: &str) {
-    TABLE.with(|t| {
-        let mut t = t.borrow_mut();
-        if t.entries.is_empty() {
-            t.entries.resize_with(SETS * 2, || None);
+    /// Remembers a clean value in front of its set, evicting the entry used least recently.
+    pub fn remember_clean(&mut self, k: Key, tag: u64, slot: u16, name: &str, value: &str) {
+        if self.entries.is_empty() {
+            self.entries.resize_with(SETS * 2, || None);
         }
         let mut text = String::with_capacity(name.len() + value.len());
         text.push_str(name);
         text.push_str(value);
         let set = set_of(k);
-        t.entries.swap(set, set + 1);
-        t.entries[set] = Some(Entry {
+        self.entries.swap(set, set + 1);
+        self.entries[set] = Some(Entry {
             hash: k.hash,
             tag,
             slot,
             name_len: name.len() as u32,
             text: text.into_boxed_str(),
         });
-    })
+    }
+
+    /// Forgets everything (benchmarks of the uncached path).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
 }
 
 /// Index of the first entry of a key's set.
 fn set_of(k: Key) -> usize {
     (k.hash as usize & (SETS - 1)) * 2
-}
-
-/// Forget everything this thread remembered (tests and benchmarks of the uncached path).
-pub fn clear() {
-    TABLE.with(|t| t.borrow_mut().entries.clear());
 }
 
 #[cfg(test)]
@@ -147,23 +141,23 @@ mod tests {
 
     #[test]
     fn remembers_exact_variable_under_its_tag_only() {
-        clear();
+        let mut t = Table::default();
         let k = key(3, "user-agent", "curl/8").unwrap();
-        assert!(!is_clean(k, 7, 3, "user-agent", "curl/8"));
-        remember_clean(k, 7, 3, "user-agent", "curl/8");
-        assert!(is_clean(k, 7, 3, "user-agent", "curl/8"));
+        assert!(!t.is_clean(k, 7, 3, "user-agent", "curl/8"));
+        t.remember_clean(k, 7, 3, "user-agent", "curl/8");
+        assert!(t.is_clean(k, 7, 3, "user-agent", "curl/8"));
         // Another tag (plan or policy), slot, name or value never reads the entry.
-        assert!(!is_clean(k, 8, 3, "user-agent", "curl/8"));
-        assert!(!is_clean(k, 7, 4, "user-agent", "curl/8"));
-        assert!(!is_clean(k, 7, 3, "user-agen", "tcurl/8"));
-        assert!(!is_clean(k, 7, 3, "user-agent", "curl/9"));
-        clear();
-        assert!(!is_clean(k, 7, 3, "user-agent", "curl/8"));
+        assert!(!t.is_clean(k, 8, 3, "user-agent", "curl/8"));
+        assert!(!t.is_clean(k, 7, 4, "user-agent", "curl/8"));
+        assert!(!t.is_clean(k, 7, 3, "user-agen", "tcurl/8"));
+        assert!(!t.is_clean(k, 7, 3, "user-agent", "curl/9"));
+        t.clear();
+        assert!(!t.is_clean(k, 7, 3, "user-agent", "curl/8"));
     }
 
     #[test]
     fn a_set_keeps_two_values_and_evicts_the_least_recently_used() {
-        clear();
+        let mut t = Table::default();
         let (a, b, c) = (
             Key { hash: 5 },
             Key {
@@ -173,16 +167,15 @@ mod tests {
                 hash: 5 + 2 * SETS as u64,
             },
         );
-        remember_clean(a, 1, 1, "n", "a");
-        remember_clean(b, 1, 1, "n", "b");
-        assert!(is_clean(a, 1, 1, "n", "a"), "a survives b in its set");
-        assert!(is_clean(b, 1, 1, "n", "b"));
-        assert!(is_clean(a, 1, 1, "n", "a"), "a is now the most recent");
-        remember_clean(c, 1, 1, "n", "c");
-        assert!(is_clean(c, 1, 1, "n", "c"));
-        assert!(is_clean(a, 1, 1, "n", "a"));
-        assert!(!is_clean(b, 1, 1, "n", "b"), "b was used least recently");
-        clear();
+        t.remember_clean(a, 1, 1, "n", "a");
+        t.remember_clean(b, 1, 1, "n", "b");
+        assert!(t.is_clean(a, 1, 1, "n", "a"), "a survives b in its set");
+        assert!(t.is_clean(b, 1, 1, "n", "b"));
+        assert!(t.is_clean(a, 1, 1, "n", "a"), "a is now the most recent");
+        t.remember_clean(c, 1, 1, "n", "c");
+        assert!(t.is_clean(c, 1, 1, "n", "c"));
+        assert!(t.is_clean(a, 1, 1, "n", "a"));
+        assert!(!t.is_clean(b, 1, 1, "n", "b"), "b was used least recently");
     }
 
     #[test]

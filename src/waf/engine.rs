@@ -1317,7 +1317,10 @@ impl WafPlan {
                 None
             };
             if let Some(k) = cache_key {
-                if clean_cache::is_clean(k, tag, cache_slot, &var.name, &var.value) {
+                if memo
+                    .clean
+                    .is_clean(k, tag, cache_slot, &var.name, &var.value)
+                {
                     continue;
                 }
             }
@@ -1520,7 +1523,8 @@ impl WafPlan {
                 }
             }
             if let (true, Some(k)) = (clean, cache_key) {
-                clean_cache::remember_clean(k, tag, cache_slot, &var.name, &var.value);
+                memo.clean
+                    .remember_clean(k, tag, cache_slot, &var.name, &var.value);
             }
         }
         (
@@ -1681,6 +1685,8 @@ struct Memo {
     group_active: Vec<u8>,
     /// Candidate rules of the current variable.
     cands: Vec<u32>,
+    /// Values this thread found clean (see `clean_cache`).
+    clean: clean_cache::Table,
 }
 
 /// Takes a table out of the per-thread memory, reset to `n` copies of `fill`.
