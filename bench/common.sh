@@ -7,3 +7,44 @@ stop_pids() {
   sleep 1
   for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
 }
+
+# Starts the peer nginx: origin (18081), nginx + ModSecurity + CRS (18080), plain nginx (18082).
+# The peer's nginx.conf keeps its pid, logs and temp files under /tmp/peer-nginx; its own files go
+# to $1/peer. Reads PEER (the reference setup, ../shared/peer).
+start_peer() {
+  mkdir -p "$1/peer" /tmp/peer-nginx
+  for f in "$PEER"/*.conf; do sed "s#PEER_DIR#$1/peer#g" "$f" > "$1/peer/$(basename "$f")"; done
+  nginx -p /tmp/peer-nginx -c "$1/peer/nginx.conf"
+}
+
+# The edge configuration every benchmark cell uses: plain HTTP on 127.0.0.1:$1, the WAF in mode $2,
+# logs off, one site proxying to the origin. Reads PROXY_THREADS.
+edge_config() {
+  cat <<TOML
+[server]
+threads = $PROXY_THREADS
+[logging]
+access_log = "off"
+waf_log = "off"
+[waf.policy]
+mode = "$2"
+[[listeners]]
+name = "bench"
+bind = "127.0.0.1:$1"
+protocol = "http"
+[[sites]]
+name = "bench"
+hosts = ["*"]
+routes = [{ pool = "origin" }]
+[[pools]]
+name = "origin"
+backends = [{ address = "127.0.0.1:18081" }]
+TOML
+}
+
+# EXIT trap of the scripts that use start_peer: stops the proxies and the peer, removes $W.
+stop_peer_run() {
+  stop_pids
+  nginx -p /tmp/peer-nginx -c "$W/peer/nginx.conf" -s quit 2>/dev/null || true
+  rm -rf "$W"
+}

@@ -35,41 +35,10 @@ done
 
 W=$(mktemp -d /tmp/portcullis-bench.XXXX)
 pids=()
-cleanup() {
-  stop_pids
-  nginx -p /tmp/peer-nginx -c "$W/peer/nginx.conf" -s quit 2>/dev/null || true
-  rm -rf "$W"
-}
-trap cleanup EXIT
+trap stop_peer_run EXIT
 
-# The peer: origin (18081), nginx + ModSecurity + CRS (18080), plain nginx (18082).
-# The peer's nginx.conf keeps its pid, logs and temp files under /tmp/peer-nginx.
-mkdir -p "$W/peer" /tmp/peer-nginx
-for f in "$PEER"/*.conf; do sed "s#PEER_DIR#$W/peer#g" "$f" > "$W/peer/$(basename "$f")"; done
-nginx -p /tmp/peer-nginx -c "$W/peer/nginx.conf"
+start_peer "$W"
 
-edge_config() { # port, waf mode
-  cat <<TOML
-[server]
-threads = $PROXY_THREADS
-[logging]
-access_log = "off"
-waf_log = "off"
-[waf.policy]
-mode = "$2"
-[[listeners]]
-name = "bench"
-bind = "127.0.0.1:$1"
-protocol = "http"
-[[sites]]
-name = "bench"
-hosts = ["*"]
-routes = [{ pool = "origin" }]
-[[pools]]
-name = "origin"
-backends = [{ address = "127.0.0.1:18081" }]
-TOML
-}
 edge_config 19001 prevention > "$W/waf-on.toml"
 edge_config 19002 off > "$W/waf-off.toml"
 target/release/portcullis run -c "$W/waf-on.toml" >/dev/null 2>&1 & pids+=($!); WAF_ON=$!
