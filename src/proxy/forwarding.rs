@@ -56,6 +56,7 @@ pub fn request_id(incoming: Option<&HeaderValue>) -> RequestId {
     let text: &str = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
     RequestId {
         text: text.to_owned(),
+        // A hyphenated uuid is always a valid value; the fallback never runs.
         header: HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("invalid")),
     }
 }

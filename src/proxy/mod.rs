@@ -514,7 +514,8 @@ impl ProxyHttp for Edge {
         };
         if code > 0 {
             if ctx.request_id.is_empty() {
-                ctx.request_id = forwarding::request_id(None).text;
+                let id = forwarding::request_id(None);
+                (ctx.request_id, ctx.request_id_header) = (id.text, id.header);
             }
             let sent = if code == 403 && ctx.block_reason == Some("waf") {
                 let trace = ctx.trace.as_ref().map(trace::Trace::render);
