@@ -8,6 +8,17 @@ stop_pids() {
   for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
 }
 
+# Exits when one of the given ports is already listened on: a proxy left there would share it
+# (SO_REUSEPORT) with this run's and skew its numbers.
+require_free_ports() {
+  for port in "$@"; do
+    if ss -Hltn "sport = :$port" | grep -q .; then
+      echo "port $port is in use: stop what listens there first" >&2
+      exit 1
+    fi
+  done
+}
+
 # Starts the peer nginx: origin (18081), nginx + ModSecurity + CRS (18080), plain nginx (18082).
 # The peer's nginx.conf keeps its pid, logs and temp files under /tmp/peer-nginx; its own files go
 # to $1/peer. Reads PEER (the reference setup, ../shared/peer).

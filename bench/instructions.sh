@@ -17,12 +17,7 @@ command -v valgrind >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=nonint
 for b in nginx wrk; do command -v $b >/dev/null || { echo "needs $b (bench/run.sh installs it)" >&2; exit 1; }; done
 bash scripts/prereqs.sh
 cargo build --release --quiet --bin portcullis --example minimal_proxy --example minimal_proxy_mimalloc
-for port in 18080 18081 18082 19011 19012 19013 19014; do
-  if ss -Hltn "sport = :$port" | grep -q .; then
-    echo "port $port is in use: stop what listens there first" >&2
-    exit 1
-  fi
-done
+require_free_ports 18080 18081 18082 19011 19012 19013 19014
 
 W=$(mktemp -d /tmp/portcullis-instr.XXXX)
 pids=()

@@ -25,13 +25,7 @@ fi
 bash scripts/prereqs.sh
 cargo build --release --quiet --bin portcullis --example minimal_proxy --example minimal_proxy_mimalloc
 
-# A proxy still listening on one of our ports would share it (SO_REUSEPORT) and skew the run.
-for port in 18080 18081 18082 19001 19002 19003 19004; do
-  if ss -Hltn "sport = :$port" | grep -q .; then
-    echo "port $port is in use: stop what listens there first" >&2
-    exit 1
-  fi
-done
+require_free_ports 18080 18081 18082 19001 19002 19003 19004
 
 W=$(mktemp -d /tmp/portcullis-bench.XXXX)
 pids=()

@@ -1,6 +1,7 @@
 //! Trusted reverse proxies and X-Forwarded-For client address resolution.
 
 use super::prefix::{parse_cidr, PrefixSet};
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 
 /// The set of peers (load balancers, CDNs) whose `X-Forwarded-For` is believed.
@@ -51,11 +52,21 @@ impl TrustedProxies {
     /// If every entry is trusted, the left-most one is returned. The result is
     /// canonical (`::ffff:a.b.c.d` becomes `a.b.c.d`).
     pub fn client_ip(&self, peer: IpAddr, xff: Option<&str>) -> IpAddr {
+        self.client_ip_from(peer, || xff.map(Cow::Borrowed))
+    }
+
+    /// [`client_ip`](Self::client_ip) with the header fetched only for a
+    /// trusted peer: the request path joins repeated headers, which allocates.
+    pub fn client_ip_from<'a>(
+        &self,
+        peer: IpAddr,
+        xff: impl FnOnce() -> Option<Cow<'a, str>>,
+    ) -> IpAddr {
         let peer = peer.to_canonical();
         if !self.is_trusted(peer) {
             return peer;
         }
-        let Some(xff) = xff else { return peer };
+        let Some(xff) = xff() else { return peer };
         let mut last_good = peer;
         for entry in xff.rsplit(',') {
             let entry = entry.trim();

@@ -17,10 +17,8 @@ pub struct ClientIdentity {
 /// Works out the client address and country for a request from `peer`.
 pub fn identify(net: &NetworkPlan, peer: Option<IpAddr>, req: &RequestHeader) -> ClientIdentity {
     let ip = peer.map(|peer| {
-        // Joining the header costs an allocation; only a trusted peer's is read.
-        let trusted = net.trusted_proxies.is_trusted(peer.to_canonical());
-        let xff = trusted.then(|| joined_xff(req)).flatten();
-        net.trusted_proxies.client_ip(peer, xff.as_deref())
+        net.trusted_proxies
+            .client_ip_from(peer, || joined_xff(req).map(std::borrow::Cow::Owned))
     });
     let country = net.geo.as_ref().map(|db| match ip {
         Some(ip) => db.lookup(ip),
