@@ -797,24 +797,54 @@ fn is_text(b: &[u8]) -> Option<&str> {
     Some(t)
 }
 
+/// Bytes of either base64 alphabet: 0 = not base64, 1 = letter or digit (both alphabets),
+/// 2 = `+` or `/` (standard only), 3 = `-` or `_` (URL-safe only).
+static B64_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        t[i] = if c.is_ascii_alphanumeric() {
+            1
+        } else if c == b'+' || c == b'/' {
+            2
+        } else if c == b'-' || c == b'_' {
+            3
+        } else {
+            0
+        };
+        i += 1;
+    }
+    t
+};
+
 /// Replace every run of at least 12 base64 characters that decodes to printable text with the
 /// decoded text (the whole value when it is one such run). Binary results are left encoded.
+///
+/// This runs on nearly every fresh value, and most runs it finds are identifiers, numbers and
+/// words that are not base64 at all, so the cheap rejections come first: a run of a length no
+/// unpadded base64 has, a run mixing both alphabets, and a run whose first three decoded bytes are
+/// already not text. Only the rest is decoded whole, into one buffer reused for the whole value.
 pub fn base64_decode_embedded(s: &str) -> Option<String> {
-    use base64::Engine;
     let b = s.as_bytes();
-    let is_b64 =
-        |c: u8| c.is_ascii_alphanumeric() || c == b'+' || c == b'/' || c == b'-' || c == b'_';
     let mut out = String::new();
+    let mut decoded: Vec<u8> = Vec::new();
     let mut last = 0;
     let mut i = 0;
-    let mut changed = false;
     while i < b.len() {
-        if !is_b64(b[i]) {
+        if B64_CLASS[b[i] as usize] == 0 {
             i += 1;
             continue;
         }
         let start = i;
-        while i < b.len() && is_b64(b[i]) {
+        let (mut standard_only, mut url_only) = (false, false);
+        while i < b.len() {
+            match B64_CLASS[b[i] as usize] {
+                0 => break,
+                2 => standard_only = true,
+                3 => url_only = true,
+                _ => {}
+            }
             i += 1;
         }
         let mut end = i;
@@ -822,25 +852,57 @@ pub fn base64_decode_embedded(s: &str) -> Option<String> {
             end += 1;
         }
         let run = &s[start..i];
-        if run.len() >= 12 {
-            let eng_std = base64::engine::general_purpose::STANDARD_NO_PAD;
-            let eng_url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-            if let Ok(dec) = eng_std.decode(run).or_else(|_| eng_url.decode(run)) {
-                if let Some(text) = is_text(&dec) {
-                    out.push_str(&s[last..start]);
-                    out.push_str(text);
-                    last = end;
-                    changed = true;
-                }
-            }
+        // Unpadded base64 never has a length of 1 mod 4, and one run cannot use both alphabets.
+        let decodable = run.len() >= 12 && run.len() % 4 != 1 && !(standard_only && url_only);
+        if let Some(text) = decodable
+            .then(|| decode_text(run, url_only, &mut decoded))
+            .flatten()
+        {
+            out.push_str(&s[last..start]);
+            out.push_str(text);
+            last = end;
         }
         i = end.max(i);
     }
-    if !changed {
+    if last == 0 {
         return None;
     }
     out.push_str(&s[last..]);
     Some(out)
+}
+
+/// Decodes `run` (one alphabet, unpadded) into `buf`; the text, or None when it is not text.
+fn decode_text<'b>(run: &str, url_safe: bool, buf: &'b mut Vec<u8>) -> Option<&'b str> {
+    use base64::Engine;
+    let engine = if url_safe {
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+    } else {
+        &base64::engine::general_purpose::STANDARD_NO_PAD
+    };
+    // The first four characters decode to three whole bytes: reject most non-base64 runs there.
+    let mut head = [0u8; 3];
+    if engine.decode_slice(&run[..4], &mut head).is_err() || !text_prefix(&head) {
+        return None;
+    }
+    buf.clear();
+    engine.decode_vec(run, buf).ok()?;
+    is_text(buf)
+}
+
+/// False when `b` cannot begin a text that [`is_text`] accepts: invalid UTF-8 (a sequence cut at
+/// the end is allowed) or a control character other than tab, CR and LF.
+fn text_prefix(b: &[u8]) -> bool {
+    let valid = match std::str::from_utf8(b) {
+        Ok(t) => t,
+        // A sequence cut by the end of the three bytes: check what came before it.
+        Err(e) if e.error_len().is_none() => {
+            std::str::from_utf8(&b[..e.valid_up_to()]).unwrap_or("")
+        }
+        Err(_) => return false,
+    };
+    !valid
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\r' | '\n'))
 }
 
 pub fn hex_decode(s: &str) -> Option<String> {
@@ -1025,6 +1087,92 @@ mod tests {
             t("base64_decode_embedded", "abcdefghijklmnop"),
             "abcdefghijklmnop"
         );
+    }
+
+    /// The plain algorithm `base64_decode_embedded` must agree with: every run of 12 or more
+    /// characters of either alphabet, decoded with the standard alphabet or else the URL-safe
+    /// one, replaced when the result is text.
+    fn embedded_reference(s: &str) -> Option<String> {
+        use base64::Engine;
+        let is_b64 = |c: u8| c.is_ascii_alphanumeric() || b"+/-_".contains(&c);
+        let b = s.as_bytes();
+        let (mut out, mut last, mut i) = (String::new(), 0, 0);
+        while i < b.len() {
+            if !is_b64(b[i]) {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < b.len() && is_b64(b[i]) {
+                i += 1;
+            }
+            let mut end = i;
+            while end < b.len() && b[end] == b'=' && end - i < 2 {
+                end += 1;
+            }
+            let run = &s[start..i];
+            let std = base64::engine::general_purpose::STANDARD_NO_PAD;
+            let url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+            if run.len() >= 12 {
+                if let Ok(dec) = std.decode(run).or_else(|_| url.decode(run)) {
+                    if let Some(text) = is_text(&dec) {
+                        out.push_str(&s[last..start]);
+                        out.push_str(text);
+                        last = end;
+                    }
+                }
+            }
+            i = end.max(i);
+        }
+        (last != 0).then(|| out + &s[last..])
+    }
+
+    #[test]
+    fn embedded_base64_agrees_with_the_plain_algorithm() {
+        use base64::Engine;
+        let std = base64::engine::general_purpose::STANDARD;
+        let url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let texts = [
+            "1 union select password from users",
+            "<script>alert(1)</script>",
+            "caf\u{e9} cr\u{e8}me br\u{fb}l\u{e9}e ?>",
+            "tab\tand\nnewline",
+            "bell\u{7} inside",
+            "\u{1F600} smile ~~~ ???",
+        ];
+        let mut samples: Vec<String> = Vec::new();
+        for t in texts {
+            for enc in [std.encode(t), url.encode(t)] {
+                samples.push(enc.clone());
+                samples.push(format!("{{\"v\":\"{enc}\",\"n\":1}}"));
+                samples.push(format!("a={enc}&b=__preventCache1688382990852"));
+            }
+        }
+        // Identifiers, numbers and mixed alphabets that look like base64 runs.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let alphabet = b"abcXYZ019+/-_=.&";
+        for len in 8..48 {
+            for _ in 0..20 {
+                let v: String = (0..len)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        alphabet[(x % alphabet.len() as u64) as usize] as char
+                    })
+                    .collect();
+                samples.push(v);
+            }
+        }
+        let decoded = samples.iter().filter(|s| embedded_reference(s).is_some());
+        assert!(decoded.count() >= 24, "the samples must exercise decoding");
+        for s in &samples {
+            assert_eq!(
+                base64_decode_embedded(s),
+                embedded_reference(s),
+                "value {s:?}"
+            );
+        }
     }
 
     #[test]
