@@ -191,8 +191,12 @@ struct ChainInfo {
 
 #[derive(Debug)]
 struct Group {
-    /// Only variables with this (lowercase) name visit the group; None = every variable of the slot.
-    name: Option<String>,
+    /// Only variables with one of these (lowercase) names visit the group; None = every variable
+    /// of the slot. Several names share a group when their rules are the same (such as the
+    /// spellings of one upload header), so they share one automaton too.
+    names: Option<Vec<String>>,
+    /// The collection slot whose variables visit the group.
+    slot: usize,
     /// Rules on the raw body that also inspect the arguments: they skip a body that parsed cleanly
     /// into arguments, since they already saw its content decoded, field by field.
     skip_parsed_body: bool,
@@ -592,6 +596,83 @@ impl Builder {
 /// of regex memory with Unicode and take 8 MB without, and the lazy DFAs
 /// stay small and warm. Non-ASCII literals still match their UTF-8 bytes; a
 /// pattern that needs Unicode (a `\p{..}` class) keeps it.
+/// The kind of prefilter automaton for a group. A DFA scans a value in about half the
+/// instructions of a contiguous NFA but takes about ten times its memory (some 3 MB for a group of
+/// a thousand literals, against 0.3 MB). The groups that see every variable of the request target,
+/// the arguments, the headers and the cookies scan fresh values on nearly every request and get the
+/// DFA; groups for one named header, the raw body and upload file names scan rarely and keep the
+/// NFA. BENCHMARKS.md (engine log) has the figures.
+fn automaton_kind(group: &Group) -> AhoCorasickKind {
+    let rare = group.names.is_some()
+        || group.slot == Coll::Body.slot(0)
+        || group.slot == Coll::Files.slot(0);
+    if rare {
+        AhoCorasickKind::ContiguousNFA
+    } else {
+        AhoCorasickKind::DFA
+    }
+}
+
+/// Folds named groups of one slot whose rules, chains and literals are identical into one group
+/// with several names: rules that list several spellings of a header would otherwise build the
+/// same automaton once per spelling.
+fn merge_identical_named_groups(
+    groups: &mut Vec<Group>,
+    lits_per_group: &mut Vec<Vec<(String, u32)>>,
+    by_slot: &mut [Vec<usize>],
+) {
+    let mut first_with: HashMap<(usize, bool, Vec<usize>, Vec<(String, u32)>, Vec<u32>), usize> =
+        HashMap::new();
+    // Where each group ends up: itself, or the earlier identical group it merges into.
+    let mut target: Vec<usize> = (0..groups.len()).collect();
+    for (gi, group) in groups.iter().enumerate() {
+        if group.names.is_none() {
+            continue;
+        }
+        let (mut chains, mut lits, mut always) = (
+            group.chains.clone(),
+            lits_per_group[gi].clone(),
+            group.always.clone(),
+        );
+        chains.sort_unstable();
+        lits.sort_unstable();
+        always.sort_unstable();
+        let signature = (group.slot, group.skip_parsed_body, chains, lits, always);
+        target[gi] = *first_with.entry(signature).or_insert(gi);
+    }
+    for gi in 0..groups.len() {
+        if target[gi] != gi {
+            let names = groups[gi].names.take().unwrap_or_default();
+            if let Some(kept) = groups[target[gi]].names.as_mut() {
+                kept.extend(names);
+            }
+        }
+    }
+    // Renumber the groups that remain, keeping their order.
+    let mut new_index = vec![usize::MAX; groups.len()];
+    let mut kept = 0;
+    for gi in 0..groups.len() {
+        if target[gi] == gi {
+            new_index[gi] = kept;
+            kept += 1;
+        }
+    }
+    let mut gi = 0;
+    groups.retain(|_| {
+        gi += 1;
+        target[gi - 1] == gi - 1
+    });
+    let mut gi = 0;
+    lits_per_group.retain(|_| {
+        gi += 1;
+        target[gi - 1] == gi - 1
+    });
+    for members in by_slot.iter_mut() {
+        members.retain(|&g| target[g] == g);
+        members.iter_mut().for_each(|g| *g = new_index[*g]);
+    }
+}
+
 fn compile_rule_regex(rx: &str) -> Result<regex::bytes::Regex, regex::Error> {
     let pattern = ascii_word_boundaries(rx);
     let build = |unicode: bool| {
@@ -876,11 +957,8 @@ impl WafPlan {
                     let key = (slot, name.clone(), skip_parsed_body);
                     let gi = *group_idx.entry(key).or_insert_with(|| {
                         groups.push(Group {
-                            name: if name.is_empty() {
-                                None
-                            } else {
-                                Some(name.clone())
-                            },
+                            names: (!name.is_empty()).then(|| vec![name.clone()]),
+                            slot,
                             skip_parsed_body,
                             chains: Vec::new(),
                             need_chains: Vec::new(),
@@ -908,6 +986,7 @@ impl WafPlan {
                 }
             }
         }
+        merge_identical_named_groups(&mut groups, &mut lits_per_group, &mut by_slot);
         for (gi, lits) in lits_per_group.into_iter().enumerate() {
             if lits.is_empty() {
                 continue;
@@ -940,13 +1019,10 @@ impl WafPlan {
             if pats.is_empty() {
                 continue;
             }
-            // A contiguous NFA, not a DFA: with a thousand literals per group the DFAs took
-            // 30 MB for the default rule sets (3 MB per group), the NFAs 3 MB in all, for
-            // about 4% more engine time (BENCHMARKS.md, engine log).
             match AhoCorasickBuilder::new()
                 .ascii_case_insensitive(true)
                 .match_kind(MatchKind::Standard)
-                .kind(Some(AhoCorasickKind::ContiguousNFA))
+                .kind(Some(automaton_kind(&groups[gi])))
                 .build(&pats)
             {
                 Ok(ac) => {
@@ -1340,8 +1416,8 @@ impl WafPlan {
                     clean = false;
                     continue;
                 }
-                if let Some(n) = &group.name {
-                    if !var.name.eq_ignore_ascii_case(n) {
+                if let Some(names) = &group.names {
+                    if !names.iter().any(|n| var.name.eq_ignore_ascii_case(n)) {
                         continue;
                     }
                 }
