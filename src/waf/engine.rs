@@ -621,8 +621,10 @@ fn merge_identical_named_groups(
     lits_per_group: &mut Vec<Vec<(String, u32)>>,
     by_slot: &mut [Vec<usize>],
 ) {
-    let mut first_with: HashMap<(usize, bool, Vec<usize>, Vec<(String, u32)>, Vec<u32>), usize> =
-        HashMap::new();
+    /// What makes two groups the same: slot, body flag, chains, literals with their rules, and
+    /// the rules that always run.
+    type Signature = (usize, bool, Vec<usize>, Vec<(String, u32)>, Vec<u32>);
+    let mut first_with: HashMap<Signature, usize> = HashMap::new();
     // Where each group ends up: itself, or the earlier identical group it merges into.
     let mut target: Vec<usize> = (0..groups.len()).collect();
     for (gi, group) in groups.iter().enumerate() {
