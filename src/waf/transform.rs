@@ -90,6 +90,8 @@ impl Transform {
                     } else {
                         None
                     }
+                } else if let Some(lower) = latin1_lowercase(s) {
+                    (lower != s).then_some(lower)
                 } else if s.chars().any(|c| c.is_uppercase()) {
                     Some(s.to_lowercase())
                 } else {
@@ -797,6 +799,35 @@ fn is_text(b: &[u8]) -> Option<&str> {
     Some(t)
 }
 
+/// Lowercase of a text whose characters all lie below U+0100 (ASCII and Latin-1), worked on the
+/// bytes; None when a character lies beyond (the caller takes the general Unicode path).
+///
+/// Mojibake and Western European text are mostly Latin-1, and `str::to_lowercase` looks every
+/// non-ASCII character up in the Unicode tables: a 160 KB JSON body of `\u00c3` escapes spent a
+/// quarter of its inspection there. In Latin-1 the capitals U+00C0..=U+00DE (but U+00D7, the
+/// multiplication sign) lowercase to the character 0x20 above, the same second UTF-8 byte + 0x20.
+fn latin1_lowercase(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            c @ 0..=0x7f => {
+                out.push(c.to_ascii_lowercase());
+                i += 1;
+            }
+            lead @ (0xc2 | 0xc3) => {
+                let c = *b.get(i + 1)?;
+                let capital = lead == 0xc3 && (0x80..=0x9e).contains(&c) && c != 0x97;
+                out.extend_from_slice(&[lead, if capital { c + 0x20 } else { c }]);
+                i += 2;
+            }
+            _ => return None,
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// Bytes of either base64 alphabet: 0 = not base64, 1 = letter or digit (both alphabets),
 /// 2 = `+` or `/` (standard only), 3 = `-` or `_` (URL-safe only).
 static B64_CLASS: [u8; 256] = {
@@ -1087,6 +1118,25 @@ mod tests {
             t("base64_decode_embedded", "abcdefghijklmnop"),
             "abcdefghijklmnop"
         );
+    }
+
+    #[test]
+    fn latin1_lowercase_agrees_with_unicode_lowercase() {
+        let latin1: String = (0u32..0x100).filter_map(char::from_u32).collect();
+        for c in latin1.chars() {
+            let one = c.to_string();
+            assert_eq!(latin1_lowercase(&one), Some(one.to_lowercase()), "{c:?}");
+        }
+        for text in [
+            latin1.as_str(),
+            "\u{c3}\u{83}\u{c2}\u{a9} CAF\u{c9} \u{d7}\u{de}\u{df}",
+        ] {
+            assert_eq!(latin1_lowercase(text), Some(text.to_lowercase()));
+            assert_eq!(t("lowercase", text), text.to_lowercase());
+        }
+        assert_eq!(latin1_lowercase("\u{100}"), None);
+        assert_eq!(t("lowercase", "\u{100}\u{c9}"), "\u{101}\u{e9}");
+        assert_eq!(t("lowercase", "d\u{e9}j\u{e0} vu"), "d\u{e9}j\u{e0} vu");
     }
 
     /// The plain algorithm `base64_decode_embedded` must agree with: every run of 12 or more
