@@ -596,23 +596,6 @@ impl Builder {
 /// of regex memory with Unicode and take 8 MB without, and the lazy DFAs
 /// stay small and warm. Non-ASCII literals still match their UTF-8 bytes; a
 /// pattern that needs Unicode (a `\p{..}` class) keeps it.
-/// The kind of prefilter automaton for a group. A DFA scans a value in about half the
-/// instructions of a contiguous NFA but takes about ten times its memory (some 3 MB for a group of
-/// a thousand literals, against 0.3 MB). The groups that see every variable of the request target,
-/// the arguments, the headers and the cookies scan fresh values on nearly every request and get the
-/// DFA; groups for one named header, the raw body and upload file names scan rarely and keep the
-/// NFA. BENCHMARKS.md (engine log) has the figures.
-fn automaton_kind(group: &Group) -> AhoCorasickKind {
-    let rare = group.names.is_some()
-        || group.slot == Coll::Body.slot(0)
-        || group.slot == Coll::Files.slot(0);
-    if rare {
-        AhoCorasickKind::ContiguousNFA
-    } else {
-        AhoCorasickKind::DFA
-    }
-}
-
 /// Folds named groups of one slot whose rules, chains and literals are identical into one group
 /// with several names: rules that list several spellings of a header would otherwise build the
 /// same automaton once per spelling.
@@ -1021,10 +1004,14 @@ impl WafPlan {
             if pats.is_empty() {
                 continue;
             }
+            // A contiguous NFA, not a DFA. With a thousand literals per group, a DFA takes about
+            // 3 MB per group against 0.3 MB. It executes about half the instructions per scanned
+            // byte, but on real traffic it was slower by the clock, because its tables miss the
+            // caches (BENCHMARKS.md, engine log).
             match AhoCorasickBuilder::new()
                 .ascii_case_insensitive(true)
                 .match_kind(MatchKind::Standard)
-                .kind(Some(automaton_kind(&groups[gi])))
+                .kind(Some(AhoCorasickKind::ContiguousNFA))
                 .build(&pats)
             {
                 Ok(ac) => {
