@@ -67,6 +67,17 @@ pub struct ReplayArgs {
     /// Only keep go-ftw tests whose rule has at most this paranoia level.
     #[arg(long)]
     pub max_rule_pl: Option<u8>,
+    /// Also measure the engine's time per request: the fastest of N passes (default 3) over the
+    /// cases in order, each pass starting with nothing remembered, on one thread (`--timing=5`
+    /// for five passes).
+    #[arg(
+        long,
+        value_name = "PASSES",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "3"
+    )]
+    pub timing: Option<usize>,
     /// Only keep cases whose category starts with one of these (comma separated).
     #[arg(long, value_delimiter = ',')]
     pub categories: Vec<String>,
@@ -136,6 +147,92 @@ pub struct Report {
     /// Every case (only filled when asked for, e.g. `--explain`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub results: Vec<CaseResult>,
+    /// Engine time per request (only with `--timing`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timing: Option<Timing>,
+}
+
+/// Engine time per request over a replay (`--timing`), per label.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Timing {
+    /// Passes over the cases; each request's time is its fastest pass.
+    pub passes: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub benign: Option<TimingStats>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attack: Option<TimingStats>,
+}
+
+/// Distribution of per-request engine times, in microseconds.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TimingStats {
+    pub requests: usize,
+    pub median_us: f64,
+    pub p90_us: f64,
+    pub p99_us: f64,
+    pub max_us: f64,
+    /// The slowest requests, slowest first: (id, microseconds).
+    pub slowest: Vec<(String, f64)>,
+}
+
+/// How many of the slowest requests a timing report names.
+const SLOWEST_LISTED: usize = 5;
+
+/// Times `plan.evaluate` on every case, `passes` times in corpus order, and keeps each request's
+/// fastest time. Every pass starts with no value remembered, so a pass sees the clean-value memory
+/// warm up as it does under live traffic; the fastest pass filters out what other processes on the
+/// machine cost a request. The regexes' lazy caches stay warm from the pass before, as they are in a
+/// running edge.
+pub fn time_cases(plan: &WafPlan, policy: &Policy, cases: &[Case], passes: usize) -> Timing {
+    let passes = passes.max(1);
+    let mut fastest = vec![std::time::Duration::MAX; cases.len()];
+    for _ in 0..passes {
+        crate::waf::forget_remembered_values();
+        for (case, best) in cases.iter().zip(fastest.iter_mut()) {
+            let start = std::time::Instant::now();
+            let verdict = case.request.with_request(|req| plan.evaluate(req, policy));
+            let took = start.elapsed();
+            std::hint::black_box(verdict);
+            *best = (*best).min(took);
+        }
+    }
+    let stats_of = |label: Label| {
+        let mut times: Vec<(f64, &str)> = cases
+            .iter()
+            .zip(&fastest)
+            .filter(|(c, _)| c.label == label)
+            .map(|(c, t)| (t.as_secs_f64() * 1e6, c.id.as_str()))
+            .collect();
+        timing_stats(&mut times)
+    };
+    Timing {
+        passes,
+        benign: stats_of(Label::Benign),
+        attack: stats_of(Label::Attack),
+    }
+}
+
+/// Percentiles of `(microseconds, id)` pairs (sorted here); None when there are none.
+fn timing_stats(times: &mut [(f64, &str)]) -> Option<TimingStats> {
+    if times.is_empty() {
+        return None;
+    }
+    times.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let n = times.len();
+    let at = |q: f64| times[((n as f64 * q) as usize).min(n - 1)].0;
+    Some(TimingStats {
+        requests: n,
+        median_us: at(0.5),
+        p90_us: at(0.9),
+        p99_us: at(0.99),
+        max_us: times[n - 1].0,
+        slowest: times
+            .iter()
+            .rev()
+            .take(SLOWEST_LISTED)
+            .map(|(t, id)| (id.to_string(), *t))
+            .collect(),
+    })
 }
 
 fn describe(v: &Verdict) -> Vec<String> {
@@ -584,6 +681,9 @@ pub fn print_report(r: &Report, explain: bool, misses: bool) {
             }
         }
     }
+    if let Some(t) = &r.timing {
+        print_timing(t);
+    }
     if misses {
         println!("\n# misses (false negatives and false positives)");
         for c in &r.misses {
@@ -593,6 +693,33 @@ pub fn print_report(r: &Report, explain: bool, misses: bool) {
                 println!("    {}", m);
             }
         }
+    }
+}
+
+fn print_timing(t: &Timing) {
+    println!(
+        "\n# engine time per request, microseconds (fastest of {} passes, one thread)",
+        t.passes
+    );
+    println!(
+        "{:<8} {:>8} {:>9} {:>9} {:>9} {:>9}",
+        "label", "requests", "median", "p90", "p99", "max"
+    );
+    for (label, stats) in [("benign", &t.benign), ("attack", &t.attack)] {
+        let Some(s) = stats else { continue };
+        println!(
+            "{:<8} {:>8} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+            label, s.requests, s.median_us, s.p90_us, s.p99_us, s.max_us
+        );
+    }
+    for (label, stats) in [("benign", &t.benign), ("attack", &t.attack)] {
+        let Some(s) = stats else { continue };
+        let list: Vec<String> = s
+            .slowest
+            .iter()
+            .map(|(id, us)| format!("{id} ({us:.0})"))
+            .collect();
+        println!("slowest {label}: {}", list.join(", "));
     }
 }
 
@@ -632,7 +759,10 @@ pub fn run_with_policy(args: ReplayArgs, policy: Option<Policy>) -> Result<i32> 
                 .any(|p| c.category.starts_with(p.as_str()))
         });
     }
-    let report = replay_cases(&plan, &policy, &cases, args.explain);
+    let mut report = replay_cases(&plan, &policy, &cases, args.explain);
+    if let Some(passes) = args.timing {
+        report.timing = Some(time_cases(&plan, &policy, &cases, passes));
+    }
     if args.json {
         let mut r = report;
         if !args.misses {

@@ -71,3 +71,47 @@ fn default_plan_has_every_category() {
         assert!(by.contains_key(cat), "no rules for category {}", cat);
     }
 }
+
+/// `portcullis replay --timing` reports, per label, the engine time of every request (its
+/// fastest pass) and names the slowest ones; the numbers themselves depend on the machine and
+/// are not asserted, their consistency is.
+#[test]
+fn replay_timing_reports_every_request_per_label() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpora");
+    let cases = load_inputs(std::slice::from_ref(&dir)).expect("corpus loads");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["replay", "--json", "--timing=2"])
+        .arg(&dir)
+        .output()
+        .expect("portcullis runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let timing = &report["timing"];
+    assert_eq!(timing["passes"], 2);
+    for (label, want) in [("benign", Label::Benign), ("attack", Label::Attack)] {
+        let stats = &timing[label];
+        let ids: Vec<&str> = cases
+            .iter()
+            .filter(|c| c.label == want)
+            .map(|c| c.id.as_str())
+            .collect();
+        assert_eq!(stats["requests"], ids.len(), "{label}");
+        let us = |k: &str| stats[k].as_f64().unwrap_or_else(|| panic!("{label}.{k}"));
+        let (median, p90, p99, max) = (us("median_us"), us("p90_us"), us("p99_us"), us("max_us"));
+        assert!(0.0 < median && median <= p90 && p90 <= p99 && p99 <= max, "{stats}");
+        let slowest = stats["slowest"].as_array().expect("slowest list");
+        assert_eq!(slowest.len(), ids.len().min(5), "{label}");
+        assert_eq!(slowest[0][1].as_f64(), Some(max), "slowest first");
+        for entry in slowest {
+            let id = entry[0].as_str().unwrap_or_default();
+            assert!(ids.contains(&id), "{id} is not a {label} case");
+        }
+    }
+    let without = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["replay", "--json"])
+        .arg(&dir)
+        .output()
+        .expect("portcullis runs");
+    let report: serde_json::Value = serde_json::from_slice(&without.stdout).expect("JSON report");
+    assert!(report.get("timing").is_none(), "no timing unless asked for");
+}

@@ -1766,6 +1766,12 @@ thread_local! {
     static MEMO: std::cell::RefCell<Memo> = std::cell::RefCell::new(Memo::default());
 }
 
+/// Forgets the values this thread remembered as clean: the next requests are inspected in full,
+/// as after a start (the timing passes of `portcullis replay --timing` begin here).
+pub fn forget_remembered_values() {
+    MEMO.with(|m| m.borrow_mut().clean.clear());
+}
+
 /// A count or length as text for the meta targets. Values below 1024 (almost
 /// every count and most lengths) come from a table built once, so a request
 /// does not allocate a string per meta target.

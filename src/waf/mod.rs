@@ -15,7 +15,7 @@ pub mod rules;
 pub mod target;
 pub mod transform;
 
-pub use engine::{RuleInfo, RuleMatch, Verdict, WafPlan};
+pub use engine::{forget_remembered_values, RuleInfo, RuleMatch, Verdict, WafPlan};
 pub use policy::{ExclusionConfig, Mode, Policy, PolicyConfig, RuleIdSpec, RuleOverrideConfig};
 pub use request::{parse_raw_request, HttpRequest, OwnedRequest, RequestView};
 pub use rules::RuleLoadError;
