@@ -84,7 +84,11 @@ fn replay_timing_reports_every_request_per_label() {
         .arg(&dir)
         .output()
         .expect("portcullis runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     let timing = &report["timing"];
     assert_eq!(timing["passes"], 2);
@@ -98,7 +102,10 @@ fn replay_timing_reports_every_request_per_label() {
         assert_eq!(stats["requests"], ids.len(), "{label}");
         let us = |k: &str| stats[k].as_f64().unwrap_or_else(|| panic!("{label}.{k}"));
         let (median, p90, p99, max) = (us("median_us"), us("p90_us"), us("p99_us"), us("max_us"));
-        assert!(0.0 < median && median <= p90 && p90 <= p99 && p99 <= max, "{stats}");
+        assert!(
+            0.0 < median && median <= p90 && p90 <= p99 && p99 <= max,
+            "{stats}"
+        );
         let slowest = stats["slowest"].as_array().expect("slowest list");
         assert_eq!(slowest.len(), ids.len().min(5), "{label}");
         assert_eq!(slowest[0][1].as_f64(), Some(max), "slowest first");

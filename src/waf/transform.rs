@@ -249,10 +249,15 @@ fn hexval(b: u8) -> Option<u8> {
 
 /// Convert bytes to a String, decoding overlong UTF-8 forms of ASCII first (e.g. C0 AF -> '/').
 pub fn bytes_to_string(b: &[u8]) -> String {
-    match std::str::from_utf8(b) {
-        Ok(s) => s.to_string(),
-        Err(_) => {
-            let fixed = fix_overlong(b);
+    bytes_into_string(b.to_vec())
+}
+
+/// [`bytes_to_string`] of bytes already owned: valid UTF-8 is kept without a copy.
+pub fn bytes_into_string(b: Vec<u8>) -> String {
+    match String::from_utf8(b) {
+        Ok(s) => s,
+        Err(e) => {
+            let fixed = fix_overlong(e.as_bytes());
             String::from_utf8_lossy(&fixed).into_owned()
         }
     }
@@ -301,61 +306,70 @@ pub fn fix_overlong(b: &[u8]) -> Vec<u8> {
 /// One pass of percent decoding (with %uXXXX and '+' -> space when `plus`). Returns None if unchanged.
 pub fn url_decode_once(s: &str, plus: bool) -> Option<String> {
     let b = s.as_bytes();
-    let has = if plus {
-        memchr::memchr2(b'%', b'+', b).is_some()
-    } else {
-        memchr::memchr(b'%', b).is_some()
-    };
-    if !has {
-        return None;
-    }
+    let is_special = |c: u8| c == b'%' || (plus && c == b'+');
+    let first = b.iter().position(|&c| is_special(c))?;
     let mut out: Vec<u8> = Vec::with_capacity(b.len());
-    let mut i = 0;
+    out.extend_from_slice(&b[..first]);
+    let mut changed = false;
+    let mut i = first;
     while i < b.len() {
         let c = b[i];
-        if c == b'%' {
-            if i + 5 < b.len() && (b[i + 1] == b'u' || b[i + 1] == b'U') {
-                if let (Some(a), Some(bb), Some(cc), Some(d)) = (
-                    hexval(b[i + 2]),
-                    hexval(b[i + 3]),
-                    hexval(b[i + 4]),
-                    hexval(b[i + 5]),
-                ) {
-                    let cp = (a as u32) << 12 | (bb as u32) << 8 | (cc as u32) << 4 | d as u32;
-                    // Full-width ASCII forms (U+FF01..U+FF5E) map to ASCII, like IIS does.
-                    let cp = if (0xFF01..=0xFF5E).contains(&cp) {
-                        cp - 0xFEE0
-                    } else {
-                        cp
-                    };
-                    let ch = char::from_u32(cp).unwrap_or('\u{FFFD}');
-                    let mut buf = [0u8; 4];
-                    out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
-                    i += 6;
-                    continue;
-                }
-            }
-            if i + 2 < b.len() {
-                if let (Some(h), Some(l)) = (hexval(b[i + 1]), hexval(b[i + 2])) {
-                    out.push(h << 4 | l);
-                    i += 3;
-                    continue;
-                }
-            }
+        if !is_special(c) {
             out.push(c);
             i += 1;
-        } else if plus && c == b'+' {
-            out.push(b' ');
-            i += 1;
-        } else {
-            out.push(c);
-            i += 1;
+            continue;
+        }
+        match decode_escape_at(b, i, plus, &mut out) {
+            0 => {
+                out.push(c);
+                i += 1;
+            }
+            used => {
+                changed = true;
+                i += used;
+            }
         }
     }
-    if out == b {
-        return None;
+    changed.then(|| bytes_into_string(out))
+}
+
+/// Decodes the escape at `b[i]` (a `%` or, with `plus`, a `+`) onto `out`: the bytes it used, or
+/// 0 when it is no escape (a `%` without hex digits after it).
+fn decode_escape_at(b: &[u8], i: usize, plus: bool, out: &mut Vec<u8>) -> usize {
+    if b[i] == b'+' {
+        if plus {
+            out.push(b' ');
+            return 1;
+        }
+        return 0;
     }
-    Some(bytes_to_string(&out))
+    if i + 5 < b.len() && (b[i + 1] == b'u' || b[i + 1] == b'U') {
+        if let (Some(a), Some(bb), Some(cc), Some(d)) = (
+            hexval(b[i + 2]),
+            hexval(b[i + 3]),
+            hexval(b[i + 4]),
+            hexval(b[i + 5]),
+        ) {
+            let cp = (a as u32) << 12 | (bb as u32) << 8 | (cc as u32) << 4 | d as u32;
+            // Full-width ASCII forms (U+FF01..U+FF5E) map to ASCII, like IIS does.
+            let cp = if (0xFF01..=0xFF5E).contains(&cp) {
+                cp - 0xFEE0
+            } else {
+                cp
+            };
+            let ch = char::from_u32(cp).unwrap_or('\u{FFFD}');
+            let mut buf = [0u8; 4];
+            out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+            return 6;
+        }
+    }
+    if i + 2 < b.len() {
+        if let (Some(h), Some(l)) = (hexval(b[i + 1]), hexval(b[i + 2])) {
+            out.push(h << 4 | l);
+            return 3;
+        }
+    }
+    0
 }
 
 /// Percent-decode repeatedly (at most 4 rounds) until stable.
@@ -1118,6 +1132,90 @@ mod tests {
             t("base64_decode_embedded", "abcdefghijklmnop"),
             "abcdefghijklmnop"
         );
+    }
+
+    /// The byte-at-a-time decoder `url_decode_once` must agree with.
+    fn url_decode_reference(s: &str, plus: bool) -> Option<String> {
+        let b = s.as_bytes();
+        let mut out: Vec<u8> = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            let hex = |k: usize| b.get(k).copied().and_then(hexval);
+            if b[i] == b'%' && i + 5 < b.len() && matches!(b[i + 1], b'u' | b'U') {
+                if let (Some(a), Some(c), Some(d), Some(e)) =
+                    (hex(i + 2), hex(i + 3), hex(i + 4), hex(i + 5))
+                {
+                    let cp = (a as u32) << 12 | (c as u32) << 8 | (d as u32) << 4 | e as u32;
+                    let cp = if (0xFF01..=0xFF5E).contains(&cp) {
+                        cp - 0xFEE0
+                    } else {
+                        cp
+                    };
+                    let ch = char::from_u32(cp).unwrap_or('\u{FFFD}');
+                    out.extend_from_slice(ch.to_string().as_bytes());
+                    i += 6;
+                    continue;
+                }
+            }
+            if b[i] == b'%' && i + 2 < b.len() {
+                if let (Some(h), Some(l)) = (hex(i + 1), hex(i + 2)) {
+                    out.push(h << 4 | l);
+                    i += 3;
+                    continue;
+                }
+            }
+            out.push(if plus && b[i] == b'+' { b' ' } else { b[i] });
+            i += 1;
+        }
+        (out != b).then(|| bytes_to_string(&out))
+    }
+
+    #[test]
+    fn url_decode_agrees_with_the_byte_at_a_time_decoder() {
+        let mut samples: Vec<String> = [
+            "",
+            "plain",
+            "a+b",
+            "%41%42",
+            "%4",
+            "%",
+            "%%41",
+            "100%",
+            "%zz%41+",
+            "%u0041%uFF0E%u002",
+            "%U00e9x",
+            "%c0%af",
+            "%ff%fe",
+            "a%2",
+            "+%2b+",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let alphabet = b"%+uU0aF9gz. ";
+        for len in 1..24 {
+            for _ in 0..60 {
+                let v: String = (0..len)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        alphabet[(x % alphabet.len() as u64) as usize] as char
+                    })
+                    .collect();
+                samples.push(v);
+            }
+        }
+        for s in &samples {
+            for plus in [false, true] {
+                assert_eq!(
+                    url_decode_once(s, plus),
+                    url_decode_reference(s, plus),
+                    "{s:?} plus={plus}"
+                );
+            }
+        }
     }
 
     #[test]
