@@ -596,6 +596,22 @@ impl Builder {
 /// of regex memory with Unicode and take 8 MB without, and the lazy DFAs
 /// stay small and warm. Non-ASCII literals still match their UTF-8 bytes; a
 /// pattern that needs Unicode (a `\p{..}` class) keeps it.
+/// Groups with at most this many literals get a DFA (see [`automaton_kind`]).
+const SMALL_GROUP_LITERALS: usize = 64;
+
+/// The prefilter automaton for a group of `literals` literals. A DFA executes about half the
+/// instructions of a contiguous NFA per scanned byte, and its table grows with the literals: some
+/// 40 KB for twenty, 3 MB for a thousand (against 0.3 MB as an NFA). Large DFAs were slower by the
+/// clock on real traffic, their tables missing the caches, so only small groups (such as the raw
+/// body's, scanned over whole bodies) get one (BENCHMARKS.md, engine log).
+fn automaton_kind(literals: usize) -> AhoCorasickKind {
+    if literals <= SMALL_GROUP_LITERALS {
+        AhoCorasickKind::DFA
+    } else {
+        AhoCorasickKind::ContiguousNFA
+    }
+}
+
 /// Folds named groups of one slot whose rules, chains and literals are identical into one group
 /// with several names: rules that list several spellings of a header would otherwise build the
 /// same automaton once per spelling.
@@ -1004,14 +1020,10 @@ impl WafPlan {
             if pats.is_empty() {
                 continue;
             }
-            // A contiguous NFA, not a DFA. With a thousand literals per group, a DFA takes about
-            // 3 MB per group against 0.3 MB. It executes about half the instructions per scanned
-            // byte, but on real traffic it was slower by the clock, because its tables miss the
-            // caches (BENCHMARKS.md, engine log).
             match AhoCorasickBuilder::new()
                 .ascii_case_insensitive(true)
                 .match_kind(MatchKind::Standard)
-                .kind(Some(AhoCorasickKind::ContiguousNFA))
+                .kind(Some(automaton_kind(pats.len())))
                 .build(&pats)
             {
                 Ok(ac) => {
