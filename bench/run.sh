@@ -5,7 +5,8 @@
 #   | minimal pingora proxy (examples/minimal_proxy/) | the same with mimalloc (the
 #   allocator portcullis uses, to show the allocator's share) | nginx | nginx + ModSecurity + CRS
 # Usage: bench/run.sh [DURATION_SECONDS] ; env CONNS (default 32), PROXY_THREADS (default 2),
-# ROUNDS (default 3: each cell runs ROUNDS times, interleaved, and the table shows medians).
+# ROUNDS (default 3: each cell runs ROUNDS times, interleaved, and the table shows medians),
+# MIXES (default "benign benign_varied post_json post_form attack").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/common.sh
@@ -13,6 +14,7 @@ DURATION=${1:-10}
 CONNS=${CONNS:-32}
 PROXY_THREADS=${PROXY_THREADS:-2}
 ROUNDS=${ROUNDS:-3}
+MIXES=${MIXES:-benign benign_varied post_json post_form attack}
 PEER=${PEER:-../shared/peer}
 
 need=()
@@ -75,7 +77,7 @@ PY
 # ROUNDS passes over every cell, interleaved, so a slow moment of the shared box hits all
 # proxies alike; the table keeps each cell's median.
 for round in $(seq "$ROUNDS"); do
-  for mix in benign benign_varied post_json post_form attack; do
+  for mix in $MIXES; do
     run "portcullis WAF on" 19001 "$WAF_ON" $mix
     run "portcullis WAF off" 19002 "$WAF_OFF" $mix
     run "minimal pingora" 19003 "$MINIMAL" $mix
