@@ -589,13 +589,6 @@ impl Builder {
     }
 }
 
-/// Rule regexes run over bytes with Unicode off: `\w`, `\s`, `\d`, `\b` and
-/// `(?i)` are ASCII, `.` and negated classes match single bytes. Attack syntax
-/// is ASCII, and Unicode classes inside counted repetitions (`[^}]{0,200}`)
-/// compile into automata many times larger: the default rule sets took 22 MB
-/// of regex memory with Unicode and take 8 MB without, and the lazy DFAs
-/// stay small and warm. Non-ASCII literals still match their UTF-8 bytes; a
-/// pattern that needs Unicode (a `\p{..}` class) keeps it.
 /// Groups with at most this many literals get a DFA (see [`automaton_kind`]).
 const SMALL_GROUP_LITERALS: usize = 64;
 
@@ -649,31 +642,37 @@ fn merge_identical_named_groups(
             }
         }
     }
+    let kept_groups: Vec<bool> = (0..groups.len()).map(|gi| target[gi] == gi).collect();
     // Renumber the groups that remain, keeping their order.
     let mut new_index = vec![usize::MAX; groups.len()];
-    let mut kept = 0;
-    for gi in 0..groups.len() {
-        if target[gi] == gi {
-            new_index[gi] = kept;
-            kept += 1;
-        }
+    let kept = kept_groups.iter().enumerate().filter(|(_, &k)| k);
+    for (next, (gi, _)) in kept.enumerate() {
+        new_index[gi] = next;
     }
-    let mut gi = 0;
-    groups.retain(|_| {
-        gi += 1;
-        target[gi - 1] == gi - 1
-    });
-    let mut gi = 0;
-    lits_per_group.retain(|_| {
-        gi += 1;
-        target[gi - 1] == gi - 1
-    });
+    keep_marked(groups, &kept_groups);
+    keep_marked(lits_per_group, &kept_groups);
     for members in by_slot.iter_mut() {
         members.retain(|&g| target[g] == g);
         members.iter_mut().for_each(|g| *g = new_index[*g]);
     }
 }
 
+/// Keeps the items of `v` whose flag in `keep` is set, in order.
+fn keep_marked<T>(v: &mut Vec<T>, keep: &[bool]) {
+    *v = std::mem::take(v)
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(item, &kept)| kept.then_some(item))
+        .collect();
+}
+
+/// Rule regexes run over bytes with Unicode off: `\w`, `\s`, `\d`, `\b` and
+/// `(?i)` are ASCII, `.` and negated classes match single bytes. Attack syntax
+/// is ASCII, and Unicode classes inside counted repetitions (`[^}]{0,200}`)
+/// compile into automata many times larger: the default rule sets took 22 MB
+/// of regex memory with Unicode and take 8 MB without, and the lazy DFAs
+/// stay small and warm. Non-ASCII literals still match their UTF-8 bytes; a
+/// pattern that needs Unicode (a `\p{..}` class) keeps it.
 fn compile_rule_regex(rx: &str) -> Result<regex::bytes::Regex, regex::Error> {
     let pattern = ascii_word_boundaries(rx);
     let build = |unicode: bool| {

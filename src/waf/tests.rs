@@ -284,3 +284,38 @@ contains = "a=1&b"
     let upload = post("multipart/form-data; boundary=b", multipart);
     assert_eq!(ids(eval(&p, &policy, &upload)), vec![20]);
 }
+
+/// Rules naming several spellings of a header share one group (and automaton); each spelling
+/// must still reach them, and a rule on only one spelling must stay its own.
+#[test]
+fn header_spellings_that_share_rules_all_reach_them() {
+    let src = r#"
+[defaults]
+category = "test"
+transforms = ["lowercase"]
+
+[[rule]]
+id = 10
+message = "upload traversal"
+targets = ["headers:X-Filename", "headers:X-File-Name", "headers:X-Upload-Name"]
+contains = "../"
+
+[[rule]]
+id = 11
+message = "only one spelling"
+targets = ["headers:X-File-Name"]
+contains = "passwd"
+"#;
+    let p = plan(src).unwrap_or_else(|e| panic!("{e:?}"));
+    let policy = Policy::default();
+    let ids = |v: &Verdict| v.matches.iter().map(|m| m.rule_id).collect::<Vec<_>>();
+    // X-Filename and X-Upload-Name have the same rules: one group with both names.
+    for header in ["X-Filename", "X-File-Name", "X-Upload-Name"] {
+        let raw = format!("GET / HTTP/1.1\r\nHost: a\r\n{header}: ../a\r\n\r\n");
+        assert_eq!(ids(&eval(&p, &policy, &raw)), vec![10], "{header}");
+    }
+    let raw = "GET / HTTP/1.1\r\nHost: a\r\nX-Filename: passwd\r\nX-File-Name: passwd\r\n\r\n";
+    let v = eval(&p, &policy, raw);
+    assert_eq!(ids(&v), vec![11]);
+    assert_eq!(v.matches[0].target, "REQUEST_HEADERS:X-File-Name");
+}
