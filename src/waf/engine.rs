@@ -18,7 +18,8 @@ use super::target::{
     is_meta, parse_selector, validate_meta, Coll, NameMatch, Selector, N_FIXED_COLLS,
 };
 use super::transform::{
-    apply_chain, byte_set, bytes_to_string, url_decode_once, Transform, N_TRANSFORMS,
+    apply_chain, byte_set, bytes_to_string, chain_trigger_bytes, intersects, url_decode_once,
+    Transform, N_TRANSFORMS,
 };
 
 /// Maximum bytes of matched data kept in a [`RuleMatch`].
@@ -187,6 +188,9 @@ struct ChainInfo {
     parent: usize,
     last: Option<Transform>,
     full: Vec<Transform>,
+    /// A value with none of these bytes comes through the whole chain unchanged
+    /// ([`chain_trigger_bytes`]).
+    trigger_bytes: Option<[u64; 4]>,
 }
 
 #[derive(Debug)]
@@ -389,6 +393,7 @@ impl Builder {
             parent,
             last: full.last().copied(),
             full: full.to_vec(),
+            trigger_bytes: chain_trigger_bytes(full),
         });
         self.chain_ids.insert(full.to_vec(), id);
         id
@@ -1438,6 +1443,14 @@ impl WafPlan {
                         cache[c] = Slot::Raw;
                         continue;
                     };
+                    if info
+                        .trigger_bytes
+                        .is_some_and(|bytes| !intersects(&bytes, &raw_present))
+                    {
+                        // No step of the chain acts on a byte of this value.
+                        cache[c] = Slot::Raw;
+                        continue;
+                    }
                     // Source of the parent's value: usize::MAX for the raw value, else an Owned slot.
                     let src = if info.parent == 0 {
                         usize::MAX
