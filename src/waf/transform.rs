@@ -1215,21 +1215,12 @@ mod tests {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-        let alphabet = b"%+uU0aF9gz. ";
-        for len in 1..24 {
-            for _ in 0..60 {
-                let v: String = (0..len)
-                    .map(|_| {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        alphabet[(x % alphabet.len() as u64) as usize] as char
-                    })
-                    .collect();
-                samples.push(v);
-            }
-        }
+        samples.extend(random_strings(
+            0x2545_f491_4f6c_dd1d,
+            b"%+uU0aF9gz. ",
+            1..24,
+            60,
+        ));
         for s in &samples {
             for plus in [false, true] {
                 assert_eq!(
@@ -1258,6 +1249,32 @@ mod tests {
         assert_eq!(latin1_lowercase("\u{100}"), None);
         assert_eq!(t("lowercase", "\u{100}\u{c9}"), "\u{101}\u{e9}");
         assert_eq!(t("lowercase", "d\u{e9}j\u{e0} vu"), "d\u{e9}j\u{e0} vu");
+    }
+
+    /// `per_length` strings over `alphabet` for each length in `lengths`, from a xorshift generator
+    /// seeded with `seed`: the differential tests below see the same strings on every run.
+    fn random_strings(
+        seed: u64,
+        alphabet: &[u8],
+        lengths: std::ops::Range<usize>,
+        per_length: usize,
+    ) -> Vec<String> {
+        let mut x = seed;
+        let mut out = Vec::new();
+        for len in lengths {
+            for _ in 0..per_length {
+                let v: String = (0..len)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        alphabet[(x % alphabet.len() as u64) as usize] as char
+                    })
+                    .collect();
+                out.push(v);
+            }
+        }
+        out
     }
 
     /// The plain algorithm `base64_decode_embedded` must agree with: every run of 12 or more
@@ -1320,21 +1337,12 @@ mod tests {
             }
         }
         // Identifiers, numbers and mixed alphabets that look like base64 runs.
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let alphabet = b"abcXYZ019+/-_=.&";
-        for len in 8..48 {
-            for _ in 0..20 {
-                let v: String = (0..len)
-                    .map(|_| {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        alphabet[(x % alphabet.len() as u64) as usize] as char
-                    })
-                    .collect();
-                samples.push(v);
-            }
-        }
+        samples.extend(random_strings(
+            0x9e37_79b9_7f4a_7c15,
+            b"abcXYZ019+/-_=.&",
+            8..48,
+            20,
+        ));
         let decoded = samples.iter().filter(|s| embedded_reference(s).is_some());
         assert!(decoded.count() >= 24, "the samples must exercise decoding");
         for s in &samples {
