@@ -43,13 +43,20 @@ mode = "$2"
 name = "bench"
 bind = "127.0.0.1:$1"
 protocol = "http"
+TOML
+  bench_site_toml 18081
+}
+
+# The one site of every benchmark edge: all hosts to the pool "origin" at 127.0.0.1:$1.
+bench_site_toml() {
+  cat <<TOML
 [[sites]]
 name = "bench"
 hosts = ["*"]
 routes = [{ pool = "origin" }]
 [[pools]]
 name = "origin"
-backends = [{ address = "127.0.0.1:18081" }]
+backends = [{ address = "127.0.0.1:$1" }]
 TOML
 }
 

@@ -78,14 +78,8 @@ default = true
 name = "plain"
 bind = "127.0.0.1:19445"
 protocol = "http"
-[[sites]]
-name = "bench"
-hosts = ["*"]
-routes = [{ pool = "origin" }]
-[[pools]]
-name = "origin"
-backends = [{ address = "127.0.0.1:19446" }]
 TOML
+bench_site_toml 19446 >> "$W/edge.toml"
 target/release/portcullis run -c "$W/edge.toml" >/dev/null 2>&1 & pids+=($!); EDGE=$!
 sleep 2
 
