@@ -79,17 +79,7 @@ fn default_plan_has_every_category() {
 fn replay_timing_reports_every_request_per_label() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpora");
     let cases = load_inputs(std::slice::from_ref(&dir)).expect("corpus loads");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["replay", "--json", "--timing=2"])
-        .arg(&dir)
-        .output()
-        .expect("portcullis runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let report = replay_json(&["--timing=2"], &dir);
     let timing = &report["timing"];
     assert_eq!(timing["passes"], 2);
     for (label, want) in [("benign", Label::Benign), ("attack", Label::Attack)] {
@@ -114,11 +104,22 @@ fn replay_timing_reports_every_request_per_label() {
             assert!(ids.contains(&id), "{id} is not a {label} case");
         }
     }
-    let without = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+    let report = replay_json(&[], &dir);
+    assert!(report.get("timing").is_none(), "no timing unless asked for");
+}
+
+/// `portcullis replay --json ARGS DIR`, which must succeed; its report.
+fn replay_json(args: &[&str], dir: &std::path::Path) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .args(["replay", "--json"])
-        .arg(&dir)
+        .args(args)
+        .arg(dir)
         .output()
         .expect("portcullis runs");
-    let report: serde_json::Value = serde_json::from_slice(&without.stdout).expect("JSON report");
-    assert!(report.get("timing").is_none(), "no timing unless asked for");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON report")
 }
