@@ -97,7 +97,13 @@ impl ServeHttp for AdminApp {
                 "text/plain; version=0.0.4",
                 self.state
                     .metrics
-                    .render(&self.state.plan.load())
+                    .render(
+                        &self.state.plan.load(),
+                        &[
+                            ("access", &self.state.access_log),
+                            ("waf", &self.state.waf_log),
+                        ],
+                    )
                     .into_bytes(),
             ),
             ("POST", "/reload") => {

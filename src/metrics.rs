@@ -3,6 +3,7 @@
 //! Counters and histograms are registered once at start; backend health is
 //! read from the live plan at scrape time, so it is never stale.
 
+use crate::logging::LogSink;
 use crate::plan::RuntimePlan;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
@@ -86,12 +87,14 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition, with backend health from `plan`.
-    pub fn render(&self, plan: &RuntimePlan) -> String {
+    /// The Prometheus text exposition, with backend health from `plan` and
+    /// the dropped-line counts of the named logs.
+    pub fn render(&self, plan: &RuntimePlan, logs: &[(&str, &LogSink)]) -> String {
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         let mut text = String::from_utf8(out).unwrap_or_default();
         text.push_str(&backend_lines(plan));
+        text.push_str(&log_lines(logs));
         text
     }
 }
@@ -141,6 +144,19 @@ fn backend_lines(plan: &RuntimePlan) -> String {
                 ));
             }
         }
+    }
+    s
+}
+
+/// Lines each log dropped because its writer fell behind (read from the sinks
+/// at scrape time, like backend health).
+fn log_lines(logs: &[(&str, &LogSink)]) -> String {
+    let name = "portcullis_log_lines_dropped_total";
+    let mut s = format!(
+        "# HELP {name} Log lines dropped because the log's writer fell behind the requests.\n# TYPE {name} counter\n"
+    );
+    for (log, sink) in logs {
+        s.push_str(&format!("{name}{{log=\"{log}\"}} {}\n", sink.dropped()));
     }
     s
 }

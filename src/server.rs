@@ -22,7 +22,7 @@ use pingora::server::Server;
 use pingora::services::listening::Service;
 use std::sync::Arc;
 
-/// Builds the pingora server for a plan. Nothing listens until [`Server::run_forever`].
+/// Builds the pingora server for a plan. Nothing listens until [`Built::run_forever`].
 /// `config_path` is what a reload reads again (none for the embedded demo).
 /// With `upgrade`, the listening sockets are taken over from the running edge
 /// that shares `[server] upgrade_sock` (pingora's graceful upgrade).
@@ -30,7 +30,7 @@ pub fn build(
     plan: RuntimePlan,
     config_path: Option<std::path::PathBuf>,
     upgrade: bool,
-) -> anyhow::Result<Server> {
+) -> anyhow::Result<Built> {
     pingora::tls::install_default_crypto_provider();
     let conf = ServerConf {
         threads: plan.threads,
@@ -139,11 +139,32 @@ pub fn build(
         },
     );
     services.push(Box::new(probes));
-    let signals =
-        pingora::services::background::background_service("signals", SignalService { state });
+    let signals = pingora::services::background::background_service(
+        "signals",
+        SignalService {
+            state: state.clone(),
+        },
+    );
     services.push(Box::new(signals));
     for svc in services {
         server.add_boxed_service(svc);
     }
-    Ok(server)
+    Ok(Built { server, state })
+}
+
+/// A built edge: the pingora server and the state its services share.
+pub struct Built {
+    server: Server,
+    state: Arc<EdgeState>,
+}
+
+impl Built {
+    /// Serves until a signal stops the edge, then writes out the lines still
+    /// queued for the logs (their writer threads would die with the process).
+    pub fn run_forever(self) -> ! {
+        self.server.run(pingora::server::RunArgs::default());
+        self.state.access_log.flush();
+        self.state.waf_log.flush();
+        std::process::exit(0)
+    }
 }

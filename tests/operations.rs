@@ -320,4 +320,12 @@ async fn access_log_is_json_and_reopens_on_sigusr1() {
         fresh.contains("/after-rotate"),
         "new file gets new lines: {fresh}"
     );
+    let metrics = http_get(admin, "admin", "/metrics", &[])
+        .await
+        .expect("metrics")
+        .text();
+    assert!(
+        metrics.contains("portcullis_log_lines_dropped_total{log=\"access\"} 0"),
+        "{metrics}"
+    );
 }
