@@ -47,13 +47,48 @@ TOML
   bench_site_toml 18081
 }
 
-# The one site of every benchmark edge: all hosts to the pool "origin" at 127.0.0.1:$1.
+# The whole edge as the performance issue counts it (rules, geo, rewrites and logging included):
+# the WAF in prevention, JSON access and WAF logs written to files under $2, a country database
+# (geoip/test-countries.csv, built into $2) with a deny list and a country header, and a request and
+# a response rewrite. None of it refuses the benchmark's benign requests. Reads PROXY_THREADS.
+full_edge_config() {
+  target/release/portcullis geoip build geoip/test-countries.csv -o "$2/countries.mmdb" >/dev/null
+  cat <<TOML
+[server]
+threads = $PROXY_THREADS
+[logging]
+access_log = "$2/access.log"
+waf_log = "$2/waf.log"
+[waf.policy]
+mode = "prevention"
+[geoip]
+database = "$2/countries.mmdb"
+[[listeners]]
+name = "bench"
+bind = "127.0.0.1:$1"
+protocol = "http"
+TOML
+  bench_site_toml 18081 '
+geo = { deny = ["KP"] }
+country_header = "X-Client-Country"
+[[sites.rewrites]]
+name = "api-version"
+conditions = [{ variable = "uri_path", pattern = '"'"'^/api/(v[0-9]+)/'"'"' }]
+actions = [
+  { set_request_header = "X-Api-Version", value = "{cond.1.1}" },
+  { set_response_header = "X-Frame-Options", value = "DENY" },
+]'
+}
+
+# The one site of every benchmark edge: all hosts to the pool "origin" at 127.0.0.1:$1, with the
+# site keys in $2 (optional).
 bench_site_toml() {
   cat <<TOML
 [[sites]]
 name = "bench"
 hosts = ["*"]
 routes = [{ pool = "origin" }]
+${2:-}
 [[pools]]
 name = "origin"
 backends = [{ address = "127.0.0.1:$1" }]

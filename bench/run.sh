@@ -2,6 +2,7 @@
 # End-to-end benchmark, one run, same origin, same request mixes, load generator
 # on the same machine (see BENCHMARKS.md):
 #   portcullis (WAF on, default rules, PL1, prevention) | portcullis (WAF off)
+#   | portcullis full edge (WAF on plus geo, rewrites and access/WAF logs to files)
 #   | minimal pingora proxy (examples/minimal_proxy/) | the same with mimalloc (the
 #   allocator portcullis uses, to show the allocator's share) | nginx | nginx + ModSecurity + CRS
 # Usage: bench/run.sh [DURATION_SECONDS] ; env CONNS (default 32), PROXY_THREADS (default 2),
@@ -27,7 +28,7 @@ fi
 bash scripts/prereqs.sh
 cargo build --release --quiet --bin portcullis --example minimal_proxy --example minimal_proxy_mimalloc
 
-require_free_ports 18080 18081 18082 19001 19002 19003 19004
+require_free_ports 18080 18081 18082 19001 19002 19003 19004 19005
 
 W=$(mktemp -d /tmp/portcullis-bench.XXXX)
 pids=()
@@ -37,8 +38,10 @@ start_peer "$W"
 
 edge_config 19001 prevention > "$W/waf-on.toml"
 edge_config 19002 off > "$W/waf-off.toml"
+full_edge_config 19005 "$W" > "$W/full-edge.toml"
 target/release/portcullis run -c "$W/waf-on.toml" >/dev/null 2>&1 & pids+=($!); WAF_ON=$!
 target/release/portcullis run -c "$W/waf-off.toml" >/dev/null 2>&1 & pids+=($!); WAF_OFF=$!
+target/release/portcullis run -c "$W/full-edge.toml" >/dev/null 2>&1 & pids+=($!); FULL_EDGE=$!
 target/release/examples/minimal_proxy 127.0.0.1:19003 127.0.0.1:18081 "$PROXY_THREADS" >/dev/null 2>&1 & pids+=($!); MINIMAL=$!
 target/release/examples/minimal_proxy_mimalloc 127.0.0.1:19004 127.0.0.1:18081 "$PROXY_THREADS" >/dev/null 2>&1 & pids+=($!); MINIMAL_MI=$!
 sleep 2
@@ -80,6 +83,7 @@ for round in $(seq "$ROUNDS"); do
   for mix in $MIXES; do
     run "portcullis WAF on" 19001 "$WAF_ON" $mix
     run "portcullis WAF off" 19002 "$WAF_OFF" $mix
+    run "portcullis full edge" 19005 "$FULL_EDGE" $mix
     run "minimal pingora" 19003 "$MINIMAL" $mix
     run "minimal pingora+mimalloc" 19004 "$MINIMAL_MI" $mix
     run "nginx" 18082 "$(nginx_pids)" $mix
@@ -108,4 +112,7 @@ for mix in ("benign", "benign_varied", "post_json", "post_form", "attack"):
     def ratio(other):
         v = by.get((mix, other)); return f"{on / v:.2f}x" if v else "n/a"
     print(f"- {mix}: WAF on vs minimal pingora {ratio('minimal pingora')} (vs the mimalloc build {ratio('minimal pingora+mimalloc')}), vs nginx {ratio('nginx')}, vs nginx+ModSecurity+CRS {ratio('nginx+ModSecurity+CRS')}, vs WAF off {ratio('portcullis WAF off')}")
+    full = by.get((mix, "portcullis full edge"))
+    if full and by.get((mix, "minimal pingora")):
+        print(f"  full edge (WAF, geo, rewrites, logs) vs minimal pingora {full / by[(mix, 'minimal pingora')]:.2f}x, vs WAF on {full / on:.2f}x")
 PY
