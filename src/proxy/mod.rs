@@ -585,7 +585,11 @@ impl ProxyHttp for Edge {
             site,
             method: req.method.as_str(),
             host: &ctx.host,
-            uri: req.uri.to_string(),
+            // The request-target as sent: borrowed in origin form, the usual case.
+            uri: match (req.uri.authority(), req.uri.path_and_query()) {
+                (None, Some(pq)) => std::borrow::Cow::Borrowed(pq.as_str()),
+                _ => std::borrow::Cow::Owned(req.uri.to_string()),
+            },
             status,
             bytes_in: session.body_bytes_read(),
             bytes_out: session.body_bytes_sent(),
@@ -611,6 +615,6 @@ impl ProxyHttp for Edge {
             block_reason: ctx.block_reason.unwrap_or(""),
             error: e.map(|e| e.to_string()).unwrap_or_default(),
         };
-        self.state.access_log.write(&record);
+        self.state.access_log.write_line(record.json_line());
     }
 }
