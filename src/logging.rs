@@ -6,9 +6,9 @@
 //! queues the line; one writer thread per log takes the queue every 10 ms and
 //! writes what has gathered in one system call, so a burst costs one write,
 //! not one per request, and no lock is shared between workers. A line reaches
-//! the file at most about 10 ms after its request. When the disk falls so far behind that the queue is full, lines are
-//! dropped and counted (`portcullis_log_lines_dropped_total`) rather than
-//! stalling the proxy.
+//! the file at most about 10 ms after its request. When the disk falls so far
+//! behind that the queue is full, lines are dropped and counted
+//! (`portcullis_log_lines_dropped_total`) rather than stalling the proxy.
 
 use serde::Serialize;
 use std::fs::{File, OpenOptions};
@@ -151,11 +151,24 @@ impl LogSink {
         self.ask(Message::Flush);
     }
 
-    /// Sends a request that carries a reply channel and waits for the answer.
+    /// Sends a request that carries a reply channel and waits for the answer,
+    /// at most [`WRITER_WAIT`] to queue it and as long again for the answer (a
+    /// stalled disk must not hang the caller, the signal handler or shutdown).
     fn ask<R>(&self, message: impl FnOnce(Sender<R>) -> Message) -> Option<R> {
         let queue = self.queue.as_ref()?;
         let (tx, rx) = std::sync::mpsc::channel();
-        queue.send(message(tx)).ok()?;
+        let deadline = std::time::Instant::now() + WRITER_WAIT;
+        let mut message = message(tx);
+        loop {
+            match queue.try_send(message) {
+                Ok(()) => break,
+                Err(TrySendError::Full(m)) if std::time::Instant::now() < deadline => {
+                    message = m;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(_) => return None,
+            }
+        }
         rx.recv_timeout(WRITER_WAIT).ok()
     }
 }
@@ -468,5 +481,9 @@ mod tests {
         assert!(sink.dropped() >= 15_000, "dropped {}", sink.dropped());
         // Generous: queuing 70k lines takes milliseconds; a blocking write would never return.
         assert!(started.elapsed() < Duration::from_secs(20));
+        // Nor does a reopen (SIGUSR1) hang on the stalled writer: it gives up with an error.
+        let asked = std::time::Instant::now();
+        assert!(sink.reopen().is_err());
+        assert!(asked.elapsed() < WRITER_WAIT * 3);
     }
 }
