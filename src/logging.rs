@@ -2,29 +2,29 @@
 //! is reopened on SIGUSR1 (for logrotate's `postrotate`). Operational messages
 //! (startup, reloads, ejections) go through `tracing` to stderr instead.
 //!
-//! A request never waits for the disk: the worker serialises its record and
-//! queues the line; one writer thread per log takes the queue every 10 ms and
-//! writes what has gathered in one system call, so a burst costs one write,
-//! not one per request, and no lock is shared between workers. A line reaches
-//! the file at most about 10 ms after its request. When the disk falls so far
-//! behind that the queue is full, lines are dropped and counted
+//! A request never waits for the disk. Each worker thread serialises its
+//! lines straight into a buffer of its own; one writer thread per log swaps
+//! those buffers out every 10 ms and writes them, so a burst costs one system
+//! call, not one per request, and no lock, allocation or wake-up is shared
+//! between workers. A line reaches the file about 10 ms after its request.
+//! When the disk falls so far behind that a worker's buffer reaches
+//! [`PENDING_LIMIT`], its further lines are dropped and counted
 //! (`portcullis_log_lines_dropped_total`) rather than stalling the proxy.
 
 use serde::Serialize;
+use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, Sender, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-/// Lines a log may hold queued before new ones are dropped (about 25 MB of typical access lines).
-const QUEUE_LINES: usize = 65_536;
+/// Bytes one worker thread may have waiting for the writer before its new lines are dropped.
+pub const PENDING_LIMIT: usize = 8 << 20;
 
-/// Bytes gathered before the writer writes even though more lines are queued.
-const WRITE_CHUNK: usize = 64 * 1024;
-
-/// How often the writer thread takes the queued lines: the most a line waits before it is written.
+/// How often the writer thread takes the waiting lines: about the most a line waits.
 const WRITER_PERIOD: Duration = Duration::from_millis(10);
 
 /// How long [`LogSink::reopen`] and [`LogSink::flush`] wait for the writer.
@@ -49,51 +49,77 @@ impl Destination {
     }
 }
 
-/// What the request path and the signal handler send to a log's writer thread.
-enum Message {
-    Line(Vec<u8>),
-    /// Reopen the file (after logrotate moved it away); the result goes back.
+/// What the signal handler and shutdown ask of a log's writer thread.
+enum Control {
+    /// Write what is waiting, reopen the file (after logrotate moved it away), answer.
     Reopen(Sender<std::io::Result<()>>),
-    /// Answer once every line queued before this one is written.
+    /// Write what is waiting, then answer.
     Flush(Sender<()>),
+}
+
+/// Lines waiting in one worker thread.
+type Pending = Arc<Mutex<Vec<u8>>>;
+
+/// What a log's workers and its writer share.
+#[derive(Debug, Default)]
+struct Shared {
+    /// Every worker thread's pending lines, registered on the thread's first line.
+    pending: Mutex<Vec<Pending>>,
+    dropped: AtomicU64,
 }
 
 /// A JSON-lines log destination.
 #[derive(Debug)]
 pub struct LogSink {
     destination: Destination,
+    /// Tells this log's buffers apart from other logs' in a thread's [`THREAD_PENDING`].
+    id: u64,
+    shared: Arc<Shared>,
     /// None when the log is off.
-    queue: Option<SyncSender<Message>>,
-    dropped: AtomicU64,
+    control: Option<Mutex<Sender<Control>>>,
 }
 
 fn open_append(path: &Path) -> std::io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
 
+/// A lock that a panic elsewhere did not make unusable (the data is bytes; the worst is a torn line).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+thread_local! {
+    /// This thread's pending lines, per log id.
+    static THREAD_PENDING: RefCell<Vec<(u64, Pending)>> = const { RefCell::new(Vec::new()) };
+}
+
 impl LogSink {
     /// Opens the destination (a file is created if missing and appended to)
     /// and starts its writer thread.
     pub fn open(destination: Destination) -> std::io::Result<LogSink> {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         let output = match &destination {
             Destination::File(p) => Some(Output::File(p.clone(), open_append(p)?)),
             Destination::Stdout => Some(Output::Stdout),
             Destination::Off => None,
         };
-        let queue = match output {
+        let shared = Arc::new(Shared::default());
+        let control = match output {
             Some(output) => {
-                let (tx, rx) = sync_channel(QUEUE_LINES);
+                let (tx, rx) = channel();
+                let for_writer = shared.clone();
                 std::thread::Builder::new()
                     .name("portcullis-log".into())
-                    .spawn(move || write_lines(output, rx))?;
-                Some(tx)
+                    .spawn(move || write_lines(output, &for_writer, rx))?;
+                Some(Mutex::new(tx))
             }
             None => None,
         };
         Ok(LogSink {
             destination,
-            queue,
-            dropped: AtomicU64::new(0),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            shared,
+            control,
         })
     }
 
@@ -102,73 +128,77 @@ impl LogSink {
     }
 
     pub fn enabled(&self) -> bool {
-        self.queue.is_some()
+        self.control.is_some()
     }
 
     /// Lines dropped because the writer could not keep up.
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.shared.dropped.load(Ordering::Relaxed)
     }
 
-    /// Queues one record as one line. Logging never fails or delays a request:
-    /// a line that cannot be queued is dropped and counted.
+    /// Adds one record as one line. Logging never fails or delays a request:
+    /// a line that cannot be written is dropped (and counted when the writer is behind).
     pub fn write<T: Serialize>(&self, record: &T) {
+        self.write_with(|out| {
+            serde_json::to_writer(&mut *out, record)
+                .map(|()| out.push(b'\n'))
+                .is_ok()
+        });
+    }
+
+    /// Adds one line that `line` appends to the buffer it is given, ending in a
+    /// newline; it returns false when it failed, and what it appended is removed.
+    pub fn write_with(&self, line: impl FnOnce(&mut Vec<u8>) -> bool) {
         if !self.enabled() {
             return;
         }
-        let mut line = Vec::with_capacity(512);
-        if serde_json::to_writer(&mut line, record).is_err() {
+        let pending = self.thread_pending();
+        let mut out = lock(&pending);
+        if out.len() >= PENDING_LIMIT {
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        line.push(b'\n');
-        self.write_line(line);
+        let start = out.len();
+        if !line(&mut out) {
+            out.truncate(start);
+        }
     }
 
-    /// Queues one finished line (ending in a newline), as [`LogSink::write`] does.
-    pub fn write_line(&self, line: Vec<u8>) {
-        let Some(queue) = &self.queue else {
-            return;
-        };
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-            queue.try_send(Message::Line(line))
-        {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-        }
+    /// This thread's buffer for this log, registered with the writer on first use.
+    fn thread_pending(&self) -> Pending {
+        THREAD_PENDING.with(|mine| {
+            let mut mine = mine.borrow_mut();
+            if let Some((_, p)) = mine.iter().find(|(id, _)| *id == self.id) {
+                return p.clone();
+            }
+            let p = Pending::default();
+            lock(&self.shared.pending).push(p.clone());
+            mine.push((self.id, p.clone()));
+            p
+        })
     }
 
     /// Reopens a file destination (after logrotate moved the old file away).
-    /// Lines queued before the call go to the old file.
+    /// Lines added before the call go to the old file.
     pub fn reopen(&self) -> std::io::Result<()> {
         if !matches!(self.destination, Destination::File(_)) {
             return Ok(());
         }
-        self.ask(Message::Reopen)
+        self.ask(Control::Reopen)
             .unwrap_or_else(|| Err(std::io::Error::other("log writer did not answer")))
     }
 
-    /// Waits until every line queued so far is written (tests; orderly stops).
+    /// Waits until every line added so far is written (tests; orderly stops).
     pub fn flush(&self) {
-        self.ask(Message::Flush);
+        self.ask(Control::Flush);
     }
 
-    /// Sends a request that carries a reply channel and waits for the answer,
-    /// at most [`WRITER_WAIT`] to queue it and as long again for the answer (a
-    /// stalled disk must not hang the caller, the signal handler or shutdown).
-    fn ask<R>(&self, message: impl FnOnce(Sender<R>) -> Message) -> Option<R> {
-        let queue = self.queue.as_ref()?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        let deadline = std::time::Instant::now() + WRITER_WAIT;
-        let mut message = message(tx);
-        loop {
-            match queue.try_send(message) {
-                Ok(()) => break,
-                Err(TrySendError::Full(m)) if std::time::Instant::now() < deadline => {
-                    message = m;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err(_) => return None,
-            }
-        }
+    /// Asks the writer and waits at most [`WRITER_WAIT`] for its answer (a
+    /// stalled disk must not hang the caller: the signal handler or shutdown).
+    fn ask<R>(&self, request: impl FnOnce(Sender<R>) -> Control) -> Option<R> {
+        let control = self.control.as_ref()?;
+        let (tx, rx) = channel();
+        lock(control).send(request(tx)).ok()?;
         rx.recv_timeout(WRITER_WAIT).ok()
     }
 }
@@ -182,6 +212,9 @@ enum Output {
 impl Output {
     /// Write errors are dropped: a full disk must not stop the edge.
     fn write(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
         let _ = match self {
             Output::Stdout => std::io::stdout().lock().write_all(bytes),
             Output::File(_, f) => f.write_all(bytes),
@@ -189,53 +222,32 @@ impl Output {
     }
 }
 
-/// A writer thread: every [`WRITER_PERIOD`] it takes every queued message and
-/// writes the lines in chunks; it returns when the sink (its sender) is gone.
-/// It polls rather than waits on the queue so that queuing a line never has to
-/// wake it: a wake-up per line would cost the workers more than the write.
-fn write_lines(mut output: Output, queue: Receiver<Message>) {
-    let mut pending: Vec<u8> = Vec::with_capacity(WRITE_CHUNK);
+/// A writer thread: every [`WRITER_PERIOD`], or at once when asked, it writes
+/// every worker's pending lines; it returns when the sink is gone.
+fn write_lines(mut output: Output, shared: &Shared, control: Receiver<Control>) {
+    // Swapped with each worker's buffer, so both keep their capacity.
+    let mut spare: Vec<u8> = Vec::new();
     loop {
-        loop {
-            match queue.try_recv() {
-                Ok(message) => handle(message, &mut output, &mut pending),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    output.write(&pending);
-                    return;
-                }
+        let asked = control.recv_timeout(WRITER_PERIOD);
+        let workers: Vec<Pending> = lock(&shared.pending).clone();
+        for pending in &workers {
+            std::mem::swap(&mut *lock(pending), &mut spare);
+            output.write(&spare);
+            spare.clear();
+        }
+        match asked {
+            Ok(Control::Reopen(reply)) => {
+                let result = match &mut output {
+                    Output::File(path, file) => open_append(path).map(|fresh| *file = fresh),
+                    Output::Stdout => Ok(()),
+                };
+                let _ = reply.send(result);
             }
-        }
-        output.write(&pending);
-        pending.clear();
-        std::thread::sleep(WRITER_PERIOD);
-    }
-}
-
-/// Applies one message: a line joins `pending` (written once it reaches a chunk);
-/// a reopen or flush first writes what is pending, then answers.
-fn handle(message: Message, output: &mut Output, pending: &mut Vec<u8>) {
-    match message {
-        Message::Line(line) => {
-            pending.extend_from_slice(&line);
-            if pending.len() >= WRITE_CHUNK {
-                output.write(pending);
-                pending.clear();
+            Ok(Control::Flush(reply)) => {
+                let _ = reply.send(());
             }
-        }
-        Message::Reopen(reply) => {
-            output.write(pending);
-            pending.clear();
-            let result = match output {
-                Output::File(path, file) => open_append(path).map(|fresh| *file = fresh),
-                Output::Stdout => Ok(()),
-            };
-            let _ = reply.send(result);
-        }
-        Message::Flush(reply) => {
-            output.write(pending);
-            pending.clear();
-            let _ = reply.send(());
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
         }
     }
 }
@@ -281,7 +293,14 @@ impl AccessRecord<'_> {
     /// once per request: fixed keys need no escaping and most values none
     /// either, which makes this several times cheaper than the generic serializer.
     pub fn json_line(&self) -> Vec<u8> {
-        let mut j = JsonObject::with_capacity(512);
+        let mut line = Vec::with_capacity(512);
+        self.write_json_line(&mut line);
+        line
+    }
+
+    /// [`AccessRecord::json_line`], appended to `out`.
+    pub fn write_json_line(&self, out: &mut Vec<u8>) {
+        let mut j = JsonObject::start(out);
         j.str("timestamp", &self.timestamp);
         j.str("request_id", self.request_id);
         j.str("client_ip", &self.client_ip);
@@ -307,26 +326,28 @@ impl AccessRecord<'_> {
         j.uints("rule_ids", &self.rule_ids);
         j.str("block_reason", self.block_reason);
         j.str("error", &self.error);
-        j.finish_line()
+        j.finish_line();
     }
 }
 
-/// A JSON object written member by member, for records whose keys are plain identifiers.
-struct JsonObject {
-    out: Vec<u8>,
+/// A JSON object written member by member at the end of a buffer, for records
+/// whose keys are plain identifiers.
+struct JsonObject<'b> {
+    out: &'b mut Vec<u8>,
+    first: bool,
 }
 
-impl JsonObject {
-    fn with_capacity(n: usize) -> JsonObject {
-        let mut out = Vec::with_capacity(n);
+impl<'b> JsonObject<'b> {
+    fn start(out: &'b mut Vec<u8>) -> JsonObject<'b> {
         out.push(b'{');
-        JsonObject { out }
+        JsonObject { out, first: true }
     }
 
     fn key(&mut self, key: &str) {
-        if self.out.len() > 1 {
+        if !self.first {
             self.out.push(b',');
         }
+        self.first = false;
         self.out.push(b'"');
         self.out.extend_from_slice(key.as_bytes());
         self.out.extend_from_slice(b"\":");
@@ -341,7 +362,7 @@ impl JsonObject {
             self.out.push(b'"');
         } else {
             // Writing a str into a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut self.out, value);
+            let _ = serde_json::to_writer(&mut *self.out, value);
         }
     }
 
@@ -375,9 +396,8 @@ impl JsonObject {
         self.out.push(b']');
     }
 
-    fn finish_line(mut self) -> Vec<u8> {
+    fn finish_line(self) {
         self.out.extend_from_slice(b"}\n");
-        self.out
     }
 }
 
@@ -473,13 +493,16 @@ mod tests {
             .expect("reader");
         let sink = LogSink::open(Destination::File(fifo)).expect("open");
         let line = serde_json::json!({"uri": "/".repeat(100)});
+        let line_len = serde_json::to_vec(&line).expect("json").len() + 1;
         let started = std::time::Instant::now();
-        // The writer takes at most a pipe buffer and a chunk (about 1,100 of these lines) off the queue.
-        for _ in 0..QUEUE_LINES + 20_000 {
+        // Three buffers' worth: the writer can take at most one before its write blocks, and the
+        // thread's buffer holds at most one more, so at least one buffer's worth is dropped.
+        for _ in 0..3 * PENDING_LIMIT / line_len {
             sink.write(&line);
         }
-        assert!(sink.dropped() >= 15_000, "dropped {}", sink.dropped());
-        // Generous: queuing 70k lines takes milliseconds; a blocking write would never return.
+        let at_least = (PENDING_LIMIT / line_len) as u64;
+        assert!(sink.dropped() >= at_least, "dropped {}", sink.dropped());
+        // Generous: adding 200k lines takes a fraction of a second; a blocking write never returns.
         assert!(started.elapsed() < Duration::from_secs(20));
         // Nor does a reopen (SIGUSR1) hang on the stalled writer: it gives up with an error.
         let asked = std::time::Instant::now();

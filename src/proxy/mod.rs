@@ -615,6 +615,9 @@ impl ProxyHttp for Edge {
             block_reason: ctx.block_reason.unwrap_or(""),
             error: e.map(|e| e.to_string()).unwrap_or_default(),
         };
-        self.state.access_log.write_line(record.json_line());
+        self.state.access_log.write_with(|out| {
+            record.write_json_line(out);
+            true
+        });
     }
 }
