@@ -898,30 +898,23 @@ pub fn base64_decode_embedded(s: &str) -> Option<String> {
     let mut out = String::new();
     let mut decoded: Vec<u8> = Vec::new();
     let mut last = 0;
-    let mut i = 0;
-    while i < b.len() {
-        if B64_CLASS[b[i] as usize] == 0 {
-            i += 1;
-            continue;
-        }
-        let start = i;
+    let mut from = 0;
+    while let Some((start, stop)) = next_long_run(b, from) {
+        let run = &s[start..stop];
         let (mut standard_only, mut url_only) = (false, false);
-        while i < b.len() {
-            match B64_CLASS[b[i] as usize] {
-                0 => break,
+        for &c in run.as_bytes() {
+            match B64_CLASS[c as usize] {
                 2 => standard_only = true,
                 3 => url_only = true,
                 _ => {}
             }
-            i += 1;
         }
-        let mut end = i;
-        while end < b.len() && b[end] == b'=' && end - i < 2 {
+        let mut end = stop;
+        while end < b.len() && b[end] == b'=' && end - stop < 2 {
             end += 1;
         }
-        let run = &s[start..i];
         // Unpadded base64 never has a length of 1 mod 4, and one run cannot use both alphabets.
-        let decodable = run.len() >= 12 && run.len() % 4 != 1 && !(standard_only && url_only);
+        let decodable = run.len() % 4 != 1 && !(standard_only && url_only);
         if let Some(text) = decodable
             .then(|| decode_text(run, url_only, &mut decoded))
             .flatten()
@@ -930,13 +923,48 @@ pub fn base64_decode_embedded(s: &str) -> Option<String> {
             out.push_str(text);
             last = end;
         }
-        i = end.max(i);
+        // Resume just after a byte outside the alphabet, as `next_long_run` requires.
+        from = end.max(stop + 1);
     }
     if last == 0 {
         return None;
     }
     out.push_str(&s[last..]);
     Some(out)
+}
+
+/// The shortest run of base64 characters that `base64_decode_embedded` decodes.
+const MIN_EMBEDDED_RUN: usize = 12;
+
+/// The next maximal run of base64-alphabet bytes, at least [`MIN_EMBEDDED_RUN`] long, at or after
+/// `from` (which is 0 or just after a byte outside the alphabet): (start, end).
+///
+/// It probes the last byte of each window of that length: a byte outside the alphabet there
+/// rules out every run inside the window, so text with spaces or punctuation costs about one
+/// lookup per twelve bytes, and only a window whose probe is in the alphabet is scanned whole.
+fn next_long_run(b: &[u8], mut from: usize) -> Option<(usize, usize)> {
+    let in_alphabet = |i: usize| B64_CLASS[b[i] as usize] != 0;
+    while from + MIN_EMBEDDED_RUN <= b.len() {
+        let probe = from + MIN_EMBEDDED_RUN - 1;
+        if !in_alphabet(probe) {
+            from = probe + 1;
+            continue;
+        }
+        // The run through the probe cannot start before `from`: the byte before it is not base64.
+        let mut start = probe;
+        while start > from && in_alphabet(start - 1) {
+            start -= 1;
+        }
+        let mut end = probe + 1;
+        while end < b.len() && in_alphabet(end) {
+            end += 1;
+        }
+        if end - start >= MIN_EMBEDDED_RUN {
+            return Some((start, end));
+        }
+        from = end + 1;
+    }
+    None
 }
 
 /// Decodes `run` (one alphabet, unpadded) into `buf`; the text, or None when it is not text.
@@ -1343,6 +1371,21 @@ mod tests {
             8..48,
             20,
         ));
+        // Runs of every length around the shortest decoded one, between separators at every
+        // offset (the run search probes every twelfth byte).
+        samples.extend(random_strings(
+            0x2545_f491_4f6c_dd1d,
+            b"QUJDaaaa b=",
+            1..64,
+            40,
+        ));
+        for len in 10..=14 {
+            for pad in 0..3 {
+                let run = &std.encode("xyz".repeat(8))[..len];
+                samples.push(format!("{}{run}{}", " ".repeat(pad), "=".repeat(pad)));
+                samples.push(format!("{run}.{run}"));
+            }
+        }
         let decoded = samples.iter().filter(|s| embedded_reference(s).is_some());
         assert!(decoded.count() >= 24, "the samples must exercise decoding");
         for s in &samples {
