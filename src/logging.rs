@@ -254,7 +254,37 @@ fn write_lines(mut output: Output, shared: &Shared, control: Receiver<Control>) 
 
 /// Now, as RFC 3339 with milliseconds (UTC).
 pub fn timestamp() -> String {
-    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+    timestamp_at(std::time::SystemTime::now())
+}
+
+/// `at` as RFC 3339 with milliseconds (UTC), as humantime writes it. Every log line
+/// needs one, so the text up to the second is formatted once per second and
+/// thread, and only the milliseconds are added per call.
+fn timestamp_at(at: std::time::SystemTime) -> String {
+    thread_local! {
+        /// The last second formatted on this thread, without its `Z`.
+        static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let Ok(since_epoch) = at.duration_since(std::time::UNIX_EPOCH) else {
+        return humantime::format_rfc3339_millis(at).to_string();
+    };
+    SECOND.with(|second| {
+        let mut second = second.borrow_mut();
+        if second.0 != since_epoch.as_secs() {
+            let mut text = humantime::format_rfc3339_seconds(at).to_string();
+            text.pop();
+            *second = (since_epoch.as_secs(), text);
+        }
+        let millis = since_epoch.subsec_millis();
+        let mut out = String::with_capacity(second.1.len() + 5);
+        out.push_str(&second.1);
+        out.push('.');
+        for digit in [millis / 100, millis / 10 % 10, millis % 10] {
+            out.push(char::from(b'0' + digit as u8));
+        }
+        out.push('Z');
+        out
+    })
 }
 
 /// One line of the access log.
@@ -470,6 +500,22 @@ mod tests {
             ours(&AccessRecord::default()),
             serde_line(&AccessRecord::default())
         );
+    }
+
+    /// The per-second text plus milliseconds reads exactly as humantime's, across
+    /// second boundaries and back in time (the clock can step).
+    #[test]
+    fn timestamps_match_humantime() {
+        let base = std::time::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        for ms in [
+            0u64, 1, 9, 10, 99, 100, 999, 1_000, 1_001, 59_999, 60_000, 3_600_123, 5, 86_400_000,
+        ] {
+            let at = base + Duration::from_millis(ms) + Duration::from_micros(999);
+            assert_eq!(
+                timestamp_at(at),
+                humantime::format_rfc3339_millis(at).to_string()
+            );
+        }
     }
 
     /// A log whose file stops taking writes (here a pipe nobody reads) must not
