@@ -4,7 +4,8 @@
 #      portcullis (rustls) vs nginx (OpenSSL), both TLS-terminating proxies with 2 workers in front
 #      of the same origin, client `openssl s_time`;
 #   2. HTTP/2 over TLS requests per second through both (h2load);
-#   3. portcullis RSS at idle with the default rule sets, and with 10,000 idle keep-alive connections.
+#   3. portcullis RSS at idle with the default rule sets (as started, and again after the runs above),
+#      and with 10,000 idle keep-alive connections.
 # Usage: bench/tls_mem.sh [SECONDS_PER_CELL]   (default 10)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -82,6 +83,9 @@ TOML
 bench_site_toml 19446 >> "$W/edge.toml"
 target/release/portcullis run -c "$W/edge.toml" >/dev/null 2>&1 & pids+=($!); EDGE=$!
 sleep 2
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+# Idle as started, before any traffic: what the rule sets and listeners hold.
+IDLE_RSS_MIB=$(( $(rss_kib $EDGE) / 1024 ))
 
 # openssl s_time: -new = a full handshake per connection, -reuse = session resumption. Two clients
 # at once; handshakes per wall-clock second, summed ("N connections in T real seconds").
@@ -114,9 +118,10 @@ for s in "nginx/OpenSSL 19443" "portcullis/rustls 19444"; do
   echo "| $1 | $rps | $ok | $failed |"
 done
 
-rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 echo
-echo "portcullis RSS at idle (default rule sets, one TLS and one plain listener): $(( $(rss_kib $EDGE) / 1024 )) MiB"
+echo "portcullis RSS at idle (default rule sets, one TLS and one plain listener), as started: $IDLE_RSS_MIB MiB"
+# After the runs above the allocator keeps freed pages and every worker has its regex caches.
+echo "portcullis RSS idle again after the handshake and HTTP/2 runs: $(( $(rss_kib $EDGE) / 1024 )) MiB"
 
 # 10,000 idle keep-alive connections on the plain listener, each after one proxied request.
 python3 - "$EDGE" <<'PY'
