@@ -76,7 +76,7 @@ pub struct LogSink {
     id: u64,
     shared: Arc<Shared>,
     /// None when the log is off.
-    control: Option<Mutex<Sender<Control>>>,
+    control: Option<Sender<Control>>,
 }
 
 fn open_append(path: &Path) -> std::io::Result<File> {
@@ -111,7 +111,7 @@ impl LogSink {
                 std::thread::Builder::new()
                     .name("portcullis-log".into())
                     .spawn(move || write_lines(output, &for_writer, rx))?;
-                Some(Mutex::new(tx))
+                Some(tx)
             }
             None => None,
         };
@@ -198,7 +198,7 @@ impl LogSink {
     fn ask<R>(&self, request: impl FnOnce(Sender<R>) -> Control) -> Option<R> {
         let control = self.control.as_ref()?;
         let (tx, rx) = channel();
-        lock(control).send(request(tx)).ok()?;
+        control.send(request(tx)).ok()?;
         rx.recv_timeout(WRITER_WAIT).ok()
     }
 }
