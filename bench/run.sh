@@ -124,5 +124,7 @@ for mix in ("benign", "benign_varied", "post_json", "post_form", "attack"):
     print(f"- {mix}: WAF on vs minimal pingora {ratio('minimal pingora')} (vs the mimalloc build {ratio('minimal pingora+mimalloc')}), vs nginx {ratio('nginx')}, vs nginx+ModSecurity+CRS {ratio('nginx+ModSecurity+CRS')}, vs WAF off {ratio('portcullis WAF off')}")
     full = by.get((mix, "portcullis full edge"))
     if full and by.get((mix, "minimal pingora")):
-        print(f"  full edge (WAF, geo, rewrites, logs) vs minimal pingora {full / by[(mix, 'minimal pingora')]:.2f}x, vs WAF on {full / on:.2f}x")
+        def full_ratio(other):
+            v = by.get((mix, other)); return f"{full / v:.2f}x" if v else "n/a"
+        print(f"  full edge (WAF, geo, rewrites, logs) vs minimal pingora {full_ratio('minimal pingora')}, vs nginx {full_ratio('nginx')}, vs nginx+ModSecurity+CRS {full_ratio('nginx+ModSecurity+CRS')}, vs WAF on {full / on:.2f}x")
 PY
