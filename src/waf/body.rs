@@ -251,15 +251,15 @@ impl<'de> serde::de::Visitor<'de> for JsonFlattener<'_> {
         f.write_str("a JSON value")
     }
     fn visit_bool<E>(self, v: bool) -> Result<(), E> {
-        self.leaf(v.to_string());
+        self.leaf(if v { "true" } else { "false" }.to_owned());
         Ok(())
     }
     fn visit_i64<E>(self, v: i64) -> Result<(), E> {
-        self.leaf(v.to_string());
+        self.leaf(itoa::Buffer::new().format(v).to_owned());
         Ok(())
     }
     fn visit_u64<E>(self, v: u64) -> Result<(), E> {
-        self.leaf(v.to_string());
+        self.leaf(itoa::Buffer::new().format(v).to_owned());
         Ok(())
     }
     fn visit_f64<E>(self, v: f64) -> Result<(), E> {
@@ -282,17 +282,18 @@ impl<'de> serde::de::Visitor<'de> for JsonFlattener<'_> {
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
         let mut empty = true;
-        while let Some(key) = map.next_key::<String>()? {
+        loop {
+            let len = self.path.len();
+            // The key goes straight onto the path, without a String of its own.
+            let Some(()) = map.next_key_seed(KeyOntoPath(self.path))? else {
+                break;
+            };
             empty = false;
             if self.full() {
+                self.path.truncate(len);
                 map.next_value::<serde::de::IgnoredAny>()?;
                 continue;
             }
-            let len = self.path.len();
-            if len > 0 {
-                self.path.push('.');
-            }
-            self.path.push_str(&key);
             map.next_value_seed(self.child())?;
             self.path.truncate(len);
         }
@@ -312,7 +313,7 @@ impl<'de> serde::de::Visitor<'de> for JsonFlattener<'_> {
             }
             let len = self.path.len();
             self.path.push('[');
-            self.path.push_str(&i.to_string());
+            self.path.push_str(itoa::Buffer::new().format(i));
             self.path.push(']');
             let more = seq.next_element_seed(self.child())?;
             self.path.truncate(len);
@@ -321,6 +322,31 @@ impl<'de> serde::de::Visitor<'de> for JsonFlattener<'_> {
             }
             i += 1;
         }
+    }
+}
+
+/// Appends an object key to the path (after a `.` unless the path is empty).
+struct KeyOntoPath<'a>(&'a mut String);
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeyOntoPath<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl serde::de::Visitor<'_> for KeyOntoPath<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an object key")
+    }
+    fn visit_str<E>(self, key: &str) -> Result<(), E> {
+        if !self.0.is_empty() {
+            self.0.push('.');
+        }
+        self.0.push_str(key);
+        Ok(())
     }
 }
 
@@ -648,6 +674,23 @@ mod tests {
             .contains(&("user.address[0].street".into(), "x".into())));
         assert!(p.args.contains(&("user.$ne".into(), "1".into())));
         assert!(p.error.is_none());
+        // Escaped keys read unescaped; integers and booleans read as JSON writes them.
+        let mut args = Vec::new();
+        parse_json_into(
+            br#"{"a\u002eb":{"\u0024where":-5,"t":true,"f":false,"big":18446744073709551615}}"#,
+            &mut args,
+        )
+        .unwrap();
+        let pairs: Vec<(&str, &str)> = args.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        assert_eq!(
+            pairs,
+            [
+                ("a.b.$where", "-5"),
+                ("a.b.t", "true"),
+                ("a.b.f", "false"),
+                ("a.b.big", "18446744073709551615")
+            ]
+        );
         let p = parse_body(Some("application/json"), b"{\"a\":", false);
         assert!(p.error.unwrap().contains("malformed JSON"));
         // truncated bodies are not reported as malformed
