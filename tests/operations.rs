@@ -151,10 +151,7 @@ async fn reload_under_load_drops_nothing_and_bad_config_changes_nothing() {
         "no failed request during reloads ({total} sent)"
     );
 
-    let metrics = http_get(admin, "admin", "/metrics", &[])
-        .await
-        .expect("metrics")
-        .text();
+    let metrics = metrics_text(admin).await;
     assert!(
         metrics.contains("portcullis_config_reloads_total{result=\"ok\"} 2"),
         "{metrics}"
@@ -192,10 +189,7 @@ async fn metrics_count_scripted_traffic() {
         );
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let m = http_get(admin, "admin", "/metrics", &[])
-        .await
-        .expect("metrics")
-        .text();
+    let m = metrics_text(admin).await;
     assert!(
         m.contains(
             "portcullis_requests_total{site=\"api\",status_class=\"2xx\",waf_action=\"allowed\"} 7"
@@ -320,12 +314,17 @@ async fn access_log_is_json_and_reopens_on_sigusr1() {
         fresh.contains("/after-rotate"),
         "new file gets new lines: {fresh}"
     );
-    let metrics = http_get(admin, "admin", "/metrics", &[])
-        .await
-        .expect("metrics")
-        .text();
+    let metrics = metrics_text(admin).await;
     assert!(
         metrics.contains("portcullis_log_lines_dropped_total{log=\"access\"} 0"),
         "{metrics}"
     );
+}
+
+/// The admin listener's Prometheus text.
+async fn metrics_text(admin: u16) -> String {
+    http_get(admin, "admin", "/metrics", &[])
+        .await
+        .expect("metrics")
+        .text()
 }
