@@ -516,7 +516,7 @@ mod tests {
     }
 
     /// A log whose file stops taking writes (here a pipe nobody reads) must not
-    /// stall the requests: its lines are dropped and counted once the queue is full.
+    /// stall the requests: its lines are dropped and counted once its buffer is full.
     #[test]
     fn a_stalled_log_drops_and_counts_lines_instead_of_blocking() {
         use std::os::unix::fs::OpenOptionsExt;

@@ -160,7 +160,7 @@ pub struct Built {
 
 impl Built {
     /// Serves until a signal stops the edge, then writes out the lines still
-    /// queued for the logs (their writer threads would die with the process).
+    /// waiting in the logs' buffers (their writer threads would die with the process).
     pub fn run_forever(self) -> ! {
         self.server.run(pingora::server::RunArgs::default());
         self.state.access_log.flush();
