@@ -4,6 +4,7 @@
 
 use super::transform::{bytes_to_string, url_decode_once};
 use std::borrow::Cow;
+use std::ops::Range;
 
 /// A (name, value) argument, borrowed from the request wherever decoding
 /// left it unchanged: most query and form arguments need no copy.
@@ -16,8 +17,10 @@ pub const MAX_JSON_DEPTH: usize = 64;
 
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct ParsedBody<'a> {
-    /// (name, value) argument pairs.
+    /// (name, value) argument pairs of urlencoded, multipart and XML bodies.
     pub args: Vec<Arg<'a>>,
+    /// The leaves of a JSON body.
+    pub json: JsonArgs<'a>,
     /// Multipart uploads: (field name, filename).
     pub files: Vec<(String, String)>,
     /// Multipart part headers: (name, value) (Content-Type of parts, etc.).
@@ -26,6 +29,95 @@ pub struct ParsedBody<'a> {
     pub error: Option<String>,
     /// Body kind that was detected: "urlencoded", "json", "multipart", "xml" or "" (raw only).
     pub kind: &'static str,
+}
+
+impl ParsedBody<'_> {
+    /// Every argument of the body as (name, value), in body order.
+    pub fn arg_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.args
+            .iter()
+            .map(|(n, v)| (&**n, &**v))
+            .chain(self.json.iter())
+    }
+
+    /// How many arguments the body has.
+    pub fn arg_count(&self) -> usize {
+        self.args.len() + self.json.len()
+    }
+}
+
+/// The leaves of a JSON body, named by their paths (`user.address[0].street`).
+///
+/// A JSON API body has hundreds of leaves. The paths, and the values that
+/// need a copy (strings with escapes, numbers), are written one after the
+/// other into one text that the leaves index, and values without escapes
+/// borrow the body: the whole document costs a few allocations instead of two
+/// per leaf, and the engine's variables borrow from here in turn.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct JsonArgs<'a> {
+    text: String,
+    leaves: Vec<JsonLeaf<'a>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct JsonLeaf<'a> {
+    /// The path, a range of `JsonArgs::text`.
+    name: Range<usize>,
+    value: LeafValue<'a>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum LeafValue<'a> {
+    /// Borrowed from the body, or static text (`true`, `false`, empty).
+    Borrowed(&'a str),
+    /// A range of `JsonArgs::text`.
+    Written(Range<usize>),
+}
+
+impl<'a> JsonArgs<'a> {
+    /// The leaves as (path, value), in document order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.leaves.iter().map(|leaf| {
+            let value = match &leaf.value {
+                LeafValue::Borrowed(v) => *v,
+                LeafValue::Written(r) => &self.text[r.clone()],
+            };
+            (&self.text[leaf.name.clone()], value)
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.leaves.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.leaves.is_empty()
+    }
+
+    /// Records a leaf named `path` whose value borrows the body (or is static).
+    fn push_borrowed(&mut self, path: &str, value: &'a str) {
+        let name = self.write(path);
+        self.leaves.push(JsonLeaf {
+            name,
+            value: LeafValue::Borrowed(value),
+        });
+    }
+
+    /// Records a leaf named `path` whose value has to be written out.
+    fn push_written(&mut self, path: &str, value: &str) {
+        let name = self.write(path);
+        let value = self.write(value);
+        self.leaves.push(JsonLeaf {
+            name,
+            value: LeafValue::Written(value),
+        });
+    }
+
+    fn write(&mut self, s: &str) -> Range<usize> {
+        let start = self.text.len();
+        self.text.push_str(s);
+        start..self.text.len()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,13 +166,11 @@ pub fn parse_body<'a>(
     match body_kind(content_type) {
         BodyKind::UrlEncoded => {
             out.kind = "urlencoded";
-            parse_urlencoded_text(body_text(body), &mut out.args);
+            parse_urlencoded_text(request_text(body), &mut out.args);
         }
         BodyKind::Json => {
             out.kind = "json";
-            let mut args = Vec::new();
-            let parsed = parse_json_into(body, &mut args);
-            out.args.extend(owned_args(args));
+            let parsed = parse_json_into(body, &mut out.json);
             if let Err(e) = parsed {
                 if !truncated {
                     out.error = Some(format!("malformed JSON body: {}", e));
@@ -109,12 +199,12 @@ pub fn parse_body<'a>(
             }
         }
         BodyKind::None => {
-            let text = body_text(body);
+            let text = request_text(body);
             let first = text.trim_start();
             if first.starts_with('{') || first.starts_with('[') {
-                let mut args = Vec::new();
-                if parse_json_into(body, &mut args).is_ok() {
-                    out.args.extend(owned_args(args));
+                let mut json = JsonArgs::default();
+                if parse_json_into(body, &mut json).is_ok() {
+                    out.json = json;
                     out.kind = "json";
                     return out;
                 }
@@ -135,12 +225,12 @@ pub fn parse_body<'a>(
     out
 }
 
-/// The body as text: borrowed when it is UTF-8, repaired (overlong forms,
-/// invalid bytes) into a copy otherwise.
-fn body_text(body: &[u8]) -> Cow<'_, str> {
-    match std::str::from_utf8(body) {
+/// Bytes of the request (a body, a header value) as text: borrowed when they
+/// are UTF-8, repaired (overlong forms, invalid bytes) into a copy otherwise.
+pub fn request_text(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
         Ok(s) => Cow::Borrowed(s),
-        Err(_) => Cow::Owned(bytes_to_string(body)),
+        Err(_) => Cow::Owned(bytes_to_string(bytes)),
     }
 }
 
@@ -195,13 +285,13 @@ pub fn parse_urlencoded_into<'a>(s: &'a str, args: &mut Vec<Arg<'a>>) {
 /// Streams through the document (no `Value` tree), in document order, so every occurrence of a
 /// duplicated key is inspected (a backend may keep the first while a tree keeps the last), and the
 /// values before a syntax error (such as a truncated body) are still returned alongside the error.
-pub fn parse_json_into(body: &[u8], args: &mut Vec<(String, String)>) -> Result<(), String> {
+pub fn parse_json_into<'a>(body: &'a [u8], out: &mut JsonArgs<'a>) -> Result<(), String> {
     use serde::de::DeserializeSeed;
     let mut de = serde_json::Deserializer::from_slice(body);
     let mut path = String::new();
     JsonFlattener {
         path: &mut path,
-        args,
+        out,
         depth: 0,
     }
     .deserialize(&mut de)
@@ -209,75 +299,83 @@ pub fn parse_json_into(body: &[u8], args: &mut Vec<(String, String)>) -> Result<
     de.end().map_err(|e| e.to_string())
 }
 
-/// Serde visitor that appends each JSON leaf to `args` under its path.
-struct JsonFlattener<'a> {
-    path: &'a mut String,
-    args: &'a mut Vec<(String, String)>,
+/// Serde visitor that records each JSON leaf under its path.
+struct JsonFlattener<'p, 'de> {
+    path: &'p mut String,
+    out: &'p mut JsonArgs<'de>,
     depth: usize,
 }
 
-impl JsonFlattener<'_> {
+impl<'de> JsonFlattener<'_, 'de> {
     /// Past the argument or depth limit values are read but not recorded.
     fn full(&self) -> bool {
-        self.args.len() >= MAX_BODY_ARGS || self.depth > MAX_JSON_DEPTH
+        self.out.len() >= MAX_BODY_ARGS || self.depth > MAX_JSON_DEPTH
     }
 
-    fn leaf(self, value: String) {
+    fn leaf_borrowed(self, value: &'de str) {
         if !self.full() {
-            self.args.push((self.path.clone(), value));
+            self.out.push_borrowed(self.path, value);
         }
     }
 
-    fn child(&mut self) -> JsonFlattener<'_> {
+    fn leaf_written(self, value: &str) {
+        if !self.full() {
+            self.out.push_written(self.path, value);
+        }
+    }
+
+    fn child(&mut self) -> JsonFlattener<'_, 'de> {
         JsonFlattener {
             path: self.path,
-            args: self.args,
+            out: self.out,
             depth: self.depth + 1,
         }
     }
 }
 
-impl<'de> serde::de::DeserializeSeed<'de> for JsonFlattener<'_> {
+impl<'de> serde::de::DeserializeSeed<'de> for JsonFlattener<'_, 'de> {
     type Value = ();
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for JsonFlattener<'_> {
+impl<'de> serde::de::Visitor<'de> for JsonFlattener<'_, 'de> {
     type Value = ();
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a JSON value")
     }
     fn visit_bool<E>(self, v: bool) -> Result<(), E> {
-        self.leaf(if v { "true" } else { "false" }.to_owned());
+        self.leaf_borrowed(if v { "true" } else { "false" });
         Ok(())
     }
     fn visit_i64<E>(self, v: i64) -> Result<(), E> {
-        self.leaf(itoa::Buffer::new().format(v).to_owned());
+        self.leaf_written(itoa::Buffer::new().format(v));
         Ok(())
     }
     fn visit_u64<E>(self, v: u64) -> Result<(), E> {
-        self.leaf(itoa::Buffer::new().format(v).to_owned());
+        self.leaf_written(itoa::Buffer::new().format(v));
         Ok(())
     }
     fn visit_f64<E>(self, v: f64) -> Result<(), E> {
         // Written as serde_json writes numbers, so values read the same as before.
         let text = serde_json::Number::from_f64(v).map_or_else(String::new, |n| n.to_string());
-        self.leaf(text);
+        self.leaf_written(&text);
         Ok(())
     }
+    /// A string without escapes, borrowed from the body.
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<(), E> {
+        self.leaf_borrowed(v);
+        Ok(())
+    }
+    /// A string with escapes, unescaped by serde_json into a scratch buffer.
     fn visit_str<E>(self, v: &str) -> Result<(), E> {
-        self.leaf(v.to_string());
-        Ok(())
-    }
-    fn visit_string<E>(self, v: String) -> Result<(), E> {
-        self.leaf(v);
+        self.leaf_written(v);
         Ok(())
     }
     fn visit_unit<E>(self) -> Result<(), E> {
-        self.leaf(String::new());
+        self.leaf_borrowed("");
         Ok(())
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
@@ -298,7 +396,7 @@ impl<'de> serde::de::Visitor<'de> for JsonFlattener<'_> {
             self.path.truncate(len);
         }
         if empty && !self.path.is_empty() {
-            self.leaf(String::new());
+            self.leaf_borrowed("");
         }
         Ok(())
     }
@@ -669,26 +767,26 @@ mod tests {
             br#"{"user":{"address":[{"street":"x"}],"$ne":1},"ok":true}"#,
             false,
         );
-        assert!(p
-            .args
-            .contains(&("user.address[0].street".into(), "x".into())));
-        assert!(p.args.contains(&("user.$ne".into(), "1".into())));
+        let pairs: Vec<(&str, &str)> = p.arg_pairs().collect();
+        assert!(pairs.contains(&("user.address[0].street", "x")));
+        assert!(pairs.contains(&("user.$ne", "1")));
+        assert_eq!(p.arg_count(), 3);
         assert!(p.error.is_none());
-        // Escaped keys read unescaped; integers and booleans read as JSON writes them.
-        let mut args = Vec::new();
+        // Escaped keys and values read unescaped; integers and booleans read as JSON writes them.
+        let mut args = JsonArgs::default();
         parse_json_into(
-            br#"{"a\u002eb":{"\u0024where":-5,"t":true,"f":false,"big":18446744073709551615}}"#,
+            br#"{"a\u002eb":{"\u0024where":-5,"t":true,"f":false,"big":18446744073709551615,"e":"x\"y"}}"#,
             &mut args,
         )
         .unwrap();
-        let pairs: Vec<(&str, &str)> = args.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
         assert_eq!(
-            pairs,
+            args.iter().collect::<Vec<_>>(),
             [
                 ("a.b.$where", "-5"),
                 ("a.b.t", "true"),
                 ("a.b.f", "false"),
-                ("a.b.big", "18446744073709551615")
+                ("a.b.big", "18446744073709551615"),
+                ("a.b.e", "x\"y")
             ]
         );
         let p = parse_body(Some("application/json"), b"{\"a\":", false);
@@ -704,27 +802,27 @@ mod tests {
 
     #[test]
     fn json_keeps_duplicate_keys_order_and_the_prefix_of_a_broken_document() {
-        let mut args = Vec::new();
+        let mut args = JsonArgs::default();
         parse_json_into(
             br#"{"q":"<script>","q":"ok","n":[1,2.5,null,{}]}"#,
             &mut args,
         )
         .unwrap();
         assert_eq!(
-            args,
-            vec![
-                ("q".to_string(), "<script>".to_string()),
-                ("q".to_string(), "ok".to_string()),
-                ("n[0]".to_string(), "1".to_string()),
-                ("n[1]".to_string(), "2.5".to_string()),
-                ("n[2]".to_string(), String::new()),
-                ("n[3]".to_string(), String::new()),
+            args.iter().collect::<Vec<_>>(),
+            [
+                ("q", "<script>"),
+                ("q", "ok"),
+                ("n[0]", "1"),
+                ("n[1]", "2.5"),
+                ("n[2]", ""),
+                ("n[3]", ""),
             ]
         );
-        let mut args = Vec::new();
+        let mut args = JsonArgs::default();
         assert!(parse_json_into(br#"{"a":"union select","b":"#, &mut args).is_err());
-        assert_eq!(args, vec![("a".to_string(), "union select".to_string())]);
-        let mut args = Vec::new();
+        assert_eq!(args.iter().collect::<Vec<_>>(), [("a", "union select")]);
+        let mut args = JsonArgs::default();
         assert!(parse_json_into(br#"{"a":1} trailing"#, &mut args).is_err());
     }
 

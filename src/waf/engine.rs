@@ -6,7 +6,7 @@ use std::path::Path;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 
-use super::body::{parse_body, parse_urlencoded_into, Arg};
+use super::body::{parse_body, parse_urlencoded_into, request_text, Arg, ParsedBody};
 use super::clean_cache;
 use super::policy::{Exclusion, Mode, Policy};
 use super::prefilter::{first_bytes, required_literals};
@@ -18,8 +18,8 @@ use super::target::{
     is_meta, parse_selector, validate_meta, Coll, NameMatch, Selector, N_FIXED_COLLS,
 };
 use super::transform::{
-    apply_chain, byte_set, bytes_to_string, chain_trigger_bytes, intersects, url_decode_once,
-    Transform, N_TRANSFORMS,
+    apply_chain, byte_set, chain_trigger_bytes, intersects, url_decode_once, Transform,
+    N_TRANSFORMS,
 };
 
 /// Maximum bytes of matched data kept in a [`RuleMatch`].
@@ -346,6 +346,34 @@ enum Slot {
     Owned(String),
     /// Same value as the (Owned) slot of another chain.
     Ref(usize),
+}
+
+/// The arguments of a request, parsed once; [`Ctx`]'s variables borrow them.
+struct Inputs<'a> {
+    query: Vec<Arg<'a>>,
+    body: ParsedBody<'a>,
+}
+
+/// A request-target split into the host of an absolute form (empty for the origin form) and
+/// the path, and the query after the first `?`.
+struct Target<'a> {
+    host: &'a str,
+    path: &'a str,
+}
+
+fn split_target(uri: &str) -> (Target<'_>, Option<&str>) {
+    let (host, path_part) = match uri
+        .strip_prefix("http://")
+        .or_else(|| uri.strip_prefix("https://"))
+    {
+        Some(rest) => rest.split_at(rest.find('/').unwrap_or(rest.len())),
+        None => ("", uri),
+    };
+    let (path, query) = match path_part.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path_part, None),
+    };
+    (Target { host, path }, query)
 }
 
 struct Ctx<'a> {
@@ -1133,32 +1161,40 @@ impl WafPlan {
             .collect()
     }
 
-    fn build_ctx<'a>(&self, req: &HttpRequest<'a>) -> Ctx<'a> {
-        let mut vars: Vec<Var<'a>> = Vec::with_capacity(64);
+    /// Parses the query string and the body. The variables borrow the result, so a JSON
+    /// body's hundreds of names and values are neither copied nor freed one by one.
+    fn parse_inputs<'a>(&self, req: &HttpRequest<'a>) -> Inputs<'a> {
+        let (_, query) = split_target(req.uri);
+        let mut query_args = Vec::new();
+        if let Some(q) = query {
+            parse_urlencoded_into(q.split('#').next().unwrap_or(q), &mut query_args);
+        }
+        let content_type = req
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+            .map(|(_, v)| request_text(v));
+        Inputs {
+            query: query_args,
+            body: parse_body(content_type.as_deref(), req.body, req.body_truncated),
+        }
+    }
+
+    fn build_ctx<'b, 'a: 'b>(&self, req: &HttpRequest<'a>, inputs: &'b Inputs<'a>) -> Ctx<'b> {
+        let arg_count = inputs.query.len() + inputs.body.arg_count();
+        let mut vars: Vec<Var<'b>> = Vec::with_capacity(64 + 2 * arg_count.min(MAX_VARS));
         let used = |c: Coll| self.used.get(c.slot(0)).copied().unwrap_or(false);
         let push =
-            |vars: &mut Vec<Var<'a>>, coll: Coll, name: Cow<'a, str>, value: Cow<'a, str>| {
+            |vars: &mut Vec<Var<'b>>, coll: Coll, name: Cow<'b, str>, value: Cow<'b, str>| {
                 if vars.len() < MAX_VARS {
                     vars.push(Var { coll, name, value });
                 }
             };
         // Request line pieces.
         let uri: &'a str = req.uri;
-        let mut path_part: &'a str = uri;
-        let mut host_from_uri = String::new();
-        if let Some(rest) = uri
-            .strip_prefix("http://")
-            .or_else(|| uri.strip_prefix("https://"))
-        {
-            let slash = rest.find('/').unwrap_or(rest.len());
-            host_from_uri = rest[..slash].to_string();
-            path_part = &rest[slash..];
-        }
-        let (raw_path, query): (&'a str, Option<&'a str>) = match path_part.find('?') {
-            Some(p) => (&path_part[..p], Some(&path_part[p + 1..])),
-            None => (path_part, None),
-        };
-        let raw_path = raw_path.split('#').next().unwrap_or(raw_path);
+        let (target, query) = split_target(uri);
+        let host_from_uri = target.host.to_string();
+        let raw_path = target.path.split('#').next().unwrap_or(target.path);
         let path: Cow<'a, str> = match url_decode_once(raw_path, false) {
             Some(p) => Cow::Owned(p),
             None => Cow::Borrowed(raw_path),
@@ -1198,26 +1234,15 @@ impl WafPlan {
                 push(&mut vars, Coll::QueryString, empty(), Cow::Borrowed(q));
             }
         }
-        let mut args: Vec<Arg<'a>> = Vec::new();
-        if let Some(q) = query {
-            parse_urlencoded_into(q.split('#').next().unwrap_or(q), &mut args);
-        }
         let mut host = host_from_uri;
-        let mut content_type: Option<Cow<'a, str>> = None;
         let mut cookie_count = 0usize;
         let mut header_bytes = 0usize;
         for (n, v) in req.headers.iter() {
             let n: &'a str = n;
             header_bytes += n.len() + v.len();
-            let value: Cow<'a, str> = match std::str::from_utf8(v) {
-                Ok(s) => Cow::Borrowed(s),
-                Err(_) => Cow::Owned(bytes_to_string(v)),
-            };
+            let value: Cow<'a, str> = request_text(v);
             if host.is_empty() && n.eq_ignore_ascii_case("host") {
                 host = value.split(':').next().unwrap_or("").to_ascii_lowercase();
-            }
-            if content_type.is_none() && n.eq_ignore_ascii_case("content-type") {
-                content_type = Some(value.clone());
             }
             let is_cookie = n.eq_ignore_ascii_case("cookie");
             if is_cookie {
@@ -1275,30 +1300,31 @@ impl WafPlan {
                 push(&mut vars, Coll::Headers, Cow::Borrowed(n), value);
             }
         }
-        let parsed = parse_body(content_type.as_deref(), req.body, req.body_truncated);
+        let parsed = &inputs.body;
         // Only urlencoded and JSON bodies become arguments whole: multipart file contents and XML
         // markup (a DOCTYPE's entities) exist only in the raw body.
         let body_parsed = matches!(parsed.kind, "urlencoded" | "json") && parsed.error.is_none();
-        let n_files = parsed.files.len();
-        let files = parsed.files;
-        args.extend(parsed.args);
+        let args = || {
+            inputs
+                .query
+                .iter()
+                .map(|(n, v)| (&**n, &**v))
+                .chain(parsed.arg_pairs())
+        };
         // Numbers for meta targets, computed before the arguments move into variables.
         let mut meta_vals: Vec<usize> = Vec::with_capacity(self.metas.len());
         for m in &self.meta_kinds {
             meta_vals.push(match m {
-                MetaKind::CountArgs => args.len(),
+                MetaKind::CountArgs => arg_count,
                 MetaKind::CountHeaders => req.headers.len(),
                 MetaKind::CountCookies => cookie_count,
-                MetaKind::CountFiles => n_files,
+                MetaKind::CountFiles => parsed.files.len(),
                 MetaKind::CountHeader(n) => req
                     .headers
                     .iter()
                     .filter(|(h, _)| h.eq_ignore_ascii_case(n))
                     .count(),
-                MetaKind::CountArg(n) => args
-                    .iter()
-                    .filter(|(a, _)| a.eq_ignore_ascii_case(n))
-                    .count(),
+                MetaKind::CountArg(n) => args().filter(|(a, _)| a.eq_ignore_ascii_case(n)).count(),
                 MetaKind::CountCookie(n) => vars
                     .iter()
                     .filter(|v| v.coll == Coll::Cookies && v.name.eq_ignore_ascii_case(n))
@@ -1308,33 +1334,34 @@ impl WafPlan {
                 MetaKind::LengthQuery => query.map(|q| q.len()).unwrap_or(0),
                 MetaKind::LengthBody => req.body.len(),
                 MetaKind::LengthHeaders => header_bytes,
-                MetaKind::LengthArgs => args.iter().map(|(a, b)| a.len() + b.len()).sum(),
+                MetaKind::LengthArgs => args().map(|(a, b)| a.len() + b.len()).sum(),
                 MetaKind::Unknown => 0,
             });
         }
         let (want_names, want_args) = (used(Coll::ArgsNames), used(Coll::Args));
-        for (n, v) in args {
+        for (n, v) in args() {
             if want_names && !n.is_empty() {
-                push(&mut vars, Coll::ArgsNames, n.clone(), n.clone());
+                push(
+                    &mut vars,
+                    Coll::ArgsNames,
+                    Cow::Borrowed(n),
+                    Cow::Borrowed(n),
+                );
             }
             if want_args {
-                push(&mut vars, Coll::Args, n, v);
+                push(&mut vars, Coll::Args, Cow::Borrowed(n), Cow::Borrowed(v));
             }
         }
         if used(Coll::Files) {
-            for (n, f) in files {
-                push(&mut vars, Coll::Files, Cow::Owned(n), Cow::Owned(f));
+            for (n, f) in &parsed.files {
+                push(&mut vars, Coll::Files, Cow::Borrowed(n), Cow::Borrowed(f));
             }
         }
-        if let Some(e) = parsed.error {
-            push(&mut vars, Coll::ReqBodyError, empty(), Cow::Owned(e));
+        if let Some(e) = &parsed.error {
+            push(&mut vars, Coll::ReqBodyError, empty(), Cow::Borrowed(e));
         }
         if used(Coll::Body) && !req.body.is_empty() {
-            let body: Cow<'a, str> = match std::str::from_utf8(req.body) {
-                Ok(s) => Cow::Borrowed(s),
-                Err(_) => Cow::Owned(bytes_to_string(req.body)),
-            };
-            push(&mut vars, Coll::Body, empty(), body);
+            push(&mut vars, Coll::Body, empty(), request_text(req.body));
         }
         for (i, v) in meta_vals.into_iter().enumerate() {
             vars.push(Var {
@@ -1356,7 +1383,8 @@ impl WafPlan {
         if policy.mode == Mode::Off {
             return Verdict::default();
         }
-        let ctx = self.build_ctx(req);
+        let inputs = self.parse_inputs(req);
+        let ctx = self.build_ctx(req, &inputs);
         let excl: Vec<&Exclusion> = policy
             .exclusions
             .iter()
