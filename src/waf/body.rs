@@ -286,8 +286,19 @@ pub fn parse_urlencoded_into<'a>(s: &'a str, args: &mut Vec<Arg<'a>>) {
 /// duplicated key is inspected (a backend may keep the first while a tree keeps the last), and the
 /// values before a syntax error (such as a truncated body) are still returned alongside the error.
 pub fn parse_json_into<'a>(body: &'a [u8], out: &mut JsonArgs<'a>) -> Result<(), String> {
+    // A body checked as UTF-8 once is read as text: serde_json then does not validate every
+    // string on its own again, which is most of the cost of short strings.
+    match std::str::from_utf8(body) {
+        Ok(text) => flatten_json(serde_json::Deserializer::from_str(text), out),
+        Err(_) => flatten_json(serde_json::Deserializer::from_slice(body), out),
+    }
+}
+
+fn flatten_json<'a, R: serde_json::de::Read<'a>>(
+    mut de: serde_json::Deserializer<R>,
+    out: &mut JsonArgs<'a>,
+) -> Result<(), String> {
     use serde::de::DeserializeSeed;
-    let mut de = serde_json::Deserializer::from_slice(body);
     let mut path = String::new();
     JsonFlattener {
         path: &mut path,
@@ -824,6 +835,13 @@ mod tests {
         assert_eq!(args.iter().collect::<Vec<_>>(), [("a", "union select")]);
         let mut args = JsonArgs::default();
         assert!(parse_json_into(br#"{"a":1} trailing"#, &mut args).is_err());
+        // Text is read as text; invalid UTF-8 in a string is an error, as serde_json reads bytes.
+        let mut args = JsonArgs::default();
+        parse_json_into("{\"ä\":\"ö\"}".as_bytes(), &mut args).unwrap();
+        assert_eq!(args.iter().collect::<Vec<_>>(), [("ä", "ö")]);
+        let mut args = JsonArgs::default();
+        assert!(parse_json_into(b"{\"a\":\"x\",\"b\":\"\xff\"}", &mut args).is_err());
+        assert_eq!(args.iter().collect::<Vec<_>>(), [("a", "x")]);
     }
 
     #[test]
