@@ -18,22 +18,26 @@
 //!   variables) decided, or when an exclusion applied to the request.
 //!
 //! Each worker thread has its own table, kept in the engine's per-thread memo and borrowed for a
-//! whole request, so a lookup is a plain method call on it. The table is two-way set-associative and bounded (`SETS` x 2 entries of at most `MAX_VALUE`
-//! bytes), so it costs a few MiB per worker thread at most. A hit moves its entry to the front of
-//! its set and a new entry evicts the one used least recently: a form of some hundred fields keeps
-//! all of them (a direct-mapped table of the same size lost a third of them to collisions on every
-//! request). The hash is seeded per process, so a client cannot aim values at one set to keep it
-//! cold on purpose beyond what any miss costs.
+//! whole request, so a lookup is a plain method call on it. The table is eight-way
+//! set-associative and bounded (`SETS` x `WAYS` entries of at most `MAX_VALUE` bytes), so it
+//! costs a few MiB per worker thread at most. A new entry evicts the one of its set used least
+//! recently, told by a use counter, so a hit moves nothing. Sets of two ways lost values on every
+//! request of a large form: with a thousand fields some sets receive three, and three values
+//! taking turns in two ways of least-recent eviction miss every time. Eight ways make that
+//! practically never happen at this table size. The hashes of a set sit together in one cache
+//! line, so a lookup touches one line plus the entry it verifies. The hash is seeded per process,
+//! so a client cannot aim values at one set to keep it cold on purpose beyond what any miss costs.
 
 use std::hash::{BuildHasher, Hasher};
 
-/// Sets per thread (a power of two), of two entries each.
-const SETS: usize = 4096;
+/// Sets per thread (a power of two).
+const SETS: usize = 1024;
+/// Entries per set.
+const WAYS: usize = 8;
 /// Longer values are not remembered: they rarely repeat and would make the table large.
 pub const MAX_VALUE: usize = 512;
 
 struct Entry {
-    hash: u64,
     tag: u64,
     slot: u16,
     name_len: u32,
@@ -42,9 +46,8 @@ struct Entry {
 }
 
 impl Entry {
-    fn is(&self, hash: u64, tag: u64, slot: u16, name: &str, value: &str) -> bool {
-        self.hash == hash
-            && self.tag == tag
+    fn is(&self, tag: u64, slot: u16, name: &str, value: &str) -> bool {
+        self.tag == tag
             && self.slot == slot
             && self.name_len as usize == name.len()
             && self.text.len() == name.len() + value.len()
@@ -53,9 +56,16 @@ impl Entry {
     }
 }
 
-/// One thread's remembered values (empty until the first one is remembered).
+/// One thread's remembered values (empty until the first one is remembered). `hashes[i]` is the
+/// hash of `entries[i]`; an empty way has no entry, whatever its hash reads. (The clock wraps
+/// after four billion uses; an old entry may then look recent once, which costs at most a miss.)
 #[derive(Default)]
 pub struct Table {
+    hashes: Vec<u64>,
+    /// When each entry was last used, by `clock`: a hit writes one number instead of moving
+    /// entries, and an insert evicts the way with the oldest.
+    used: Vec<u32>,
+    clock: u32,
     entries: Vec<Option<Entry>>,
 }
 
@@ -88,35 +98,44 @@ impl Table {
     /// True when this exact variable was found clean under the same rules (`tag`).
     pub fn is_clean(&mut self, k: Key, tag: u64, slot: u16, name: &str, value: &str) -> bool {
         let set = set_of(k);
-        let Some(ways) = self.entries.get_mut(set..set + 2) else {
+        let Some(hashes) = self.hashes.get(set..set + WAYS) else {
             return false;
         };
-        let hit = |w: &Option<Entry>| {
-            w.as_ref()
-                .is_some_and(|e| e.is(k.hash, tag, slot, name, value))
-        };
-        if hit(&ways[0]) {
-            return true;
-        }
-        if hit(&ways[1]) {
-            ways.swap(0, 1);
-            return true;
+        for (way, &h) in hashes.iter().enumerate() {
+            if h != k.hash {
+                continue;
+            }
+            let i = set + way;
+            if self.entries[i]
+                .as_ref()
+                .is_some_and(|e| e.is(tag, slot, name, value))
+            {
+                self.clock = self.clock.wrapping_add(1);
+                self.used[i] = self.clock;
+                return true;
+            }
         }
         false
     }
 
-    /// Remembers a clean value in front of its set, evicting the entry used least recently.
+    /// Remembers a clean value in its set, in place of the entry used least recently.
     pub fn remember_clean(&mut self, k: Key, tag: u64, slot: u16, name: &str, value: &str) {
         if self.entries.is_empty() {
-            self.entries.resize_with(SETS * 2, || None);
+            self.hashes = vec![0; SETS * WAYS];
+            self.used = vec![0; SETS * WAYS];
+            self.entries.resize_with(SETS * WAYS, || None);
         }
         let mut text = String::with_capacity(name.len() + value.len());
         text.push_str(name);
         text.push_str(value);
         let set = set_of(k);
-        self.entries.swap(set, set + 1);
-        self.entries[set] = Some(Entry {
-            hash: k.hash,
+        let oldest = (set..set + WAYS)
+            .min_by_key(|&i| (self.entries[i].is_some(), self.used[i]))
+            .unwrap_or(set);
+        self.clock = self.clock.wrapping_add(1);
+        self.used[oldest] = self.clock;
+        self.hashes[oldest] = k.hash;
+        self.entries[oldest] = Some(Entry {
             tag,
             slot,
             name_len: name.len() as u32,
@@ -126,13 +145,15 @@ impl Table {
 
     /// Forgets everything (benchmarks of the uncached path).
     pub fn clear(&mut self) {
+        self.hashes.clear();
+        self.used.clear();
         self.entries.clear();
     }
 }
 
 /// Index of the first entry of a key's set.
 fn set_of(k: Key) -> usize {
-    (k.hash as usize & (SETS - 1)) * 2
+    (k.hash as usize & (SETS - 1)) * WAYS
 }
 
 #[cfg(test)]
@@ -156,26 +177,43 @@ mod tests {
     }
 
     #[test]
-    fn a_set_keeps_two_values_and_evicts_the_least_recently_used() {
+    fn a_set_keeps_its_ways_and_evicts_the_least_recently_used() {
         let mut t = Table::default();
-        let (a, b, c) = (
-            Key { hash: 5 },
-            Key {
-                hash: 5 + SETS as u64,
-            },
-            Key {
-                hash: 5 + 2 * SETS as u64,
-            },
+        // Keys of one set, told apart by their values.
+        let k = |n: u64| Key {
+            hash: 5 + n * SETS as u64,
+        };
+        let value = |n: u64| format!("v{n}");
+        for n in 0..WAYS as u64 {
+            t.remember_clean(k(n), 1, 1, "n", &value(n));
+        }
+        for n in 0..WAYS as u64 {
+            assert!(t.is_clean(k(n), 1, 1, "n", &value(n)), "way {n} kept");
+        }
+        // Value 0 was used least recently; touching it makes value 1 the oldest.
+        assert!(t.is_clean(k(0), 1, 1, "n", &value(0)));
+        let newcomer = WAYS as u64;
+        t.remember_clean(k(newcomer), 1, 1, "n", &value(newcomer));
+        assert!(t.is_clean(k(newcomer), 1, 1, "n", &value(newcomer)));
+        assert!(t.is_clean(k(0), 1, 1, "n", &value(0)));
+        assert!(
+            !t.is_clean(k(1), 1, 1, "n", &value(1)),
+            "value 1 was evicted"
         );
-        t.remember_clean(a, 1, 1, "n", "a");
-        t.remember_clean(b, 1, 1, "n", "b");
-        assert!(t.is_clean(a, 1, 1, "n", "a"), "a survives b in its set");
-        assert!(t.is_clean(b, 1, 1, "n", "b"));
-        assert!(t.is_clean(a, 1, 1, "n", "a"), "a is now the most recent");
-        t.remember_clean(c, 1, 1, "n", "c");
-        assert!(t.is_clean(c, 1, 1, "n", "c"));
-        assert!(t.is_clean(a, 1, 1, "n", "a"));
-        assert!(!t.is_clean(b, 1, 1, "n", "b"), "b was used least recently");
+        for n in 2..WAYS as u64 {
+            assert!(t.is_clean(k(n), 1, 1, "n", &value(n)), "way {n} kept");
+        }
+    }
+
+    #[test]
+    fn equal_hashes_with_different_values_are_told_apart() {
+        let mut t = Table::default();
+        let k = Key { hash: 9 };
+        t.remember_clean(k, 1, 1, "n", "a");
+        t.remember_clean(k, 1, 1, "n", "b");
+        assert!(t.is_clean(k, 1, 1, "n", "a"));
+        assert!(t.is_clean(k, 1, 1, "n", "b"));
+        assert!(!t.is_clean(k, 1, 1, "n", "c"));
     }
 
     #[test]
