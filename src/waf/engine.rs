@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use aho_corasick::{packed, AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 
 use super::body::{parse_body, parse_urlencoded_into, request_text, Arg, ParsedBody};
 use super::clean_cache;
@@ -212,6 +212,11 @@ struct Group {
     /// the automaton, since they would otherwise produce a match on every occurrence.
     byte_rules: Vec<(u8, Vec<u32>)>,
     ac: Option<AhoCorasick>,
+    /// For long values: a vectorised search for any of the group's literals, run over the value
+    /// in ASCII lowercase. Most long values (whole bodies) contain none, and this rules them out
+    /// several times faster than the automaton walks them; where it finds one, the automaton
+    /// starts there. Only small groups have one (the packed searcher takes few literals).
+    quick: Option<packed::Searcher>,
     pat_rules: Vec<Vec<u32>>,
     always: Vec<u32>,
     /// Every rule of the group, lowest paranoia level first (to decide quickly whether a policy
@@ -638,6 +643,38 @@ fn automaton_kind(literals: usize) -> AhoCorasickKind {
     }
 }
 
+/// Values at least this long are first searched with a group's quick searcher: below it, making
+/// the lowercase copy costs about what the automaton saves.
+pub(super) const QUICK_SEARCH_MIN_LEN: usize = 64;
+
+/// The quick searcher of a small group (see [`Group::quick`]), over the literals in ASCII
+/// lowercase, or None when the group is large or the CPU has no vector search.
+fn quick_search(literals: &[String]) -> Option<packed::Searcher> {
+    if literals.len() > SMALL_GROUP_LITERALS {
+        return None;
+    }
+    packed::Config::new()
+        .builder()
+        .extend(literals.iter().map(|l| l.to_ascii_lowercase()))
+        .build()
+}
+
+/// Where the group's automaton has to start in `value` to find every literal in it, or None
+/// when the quick search shows that no literal occurs. `lower` is scratch space.
+fn literal_scan_start(group: &Group, value: &[u8], lower: &mut Vec<u8>) -> Option<usize> {
+    let Some(quick) = group
+        .quick
+        .as_ref()
+        .filter(|_| value.len() >= QUICK_SEARCH_MIN_LEN)
+    else {
+        return Some(0);
+    };
+    lower.clear();
+    lower.extend(value.iter().map(u8::to_ascii_lowercase));
+    // The leftmost literal starts where the leftmost of all occurrences starts.
+    quick.find(&lower[..]).map(|m| m.start())
+}
+
 /// Folds named groups of one slot whose rules, chains and literals are identical into one group
 /// with several names: rules that list several spellings of a header would otherwise build the
 /// same automaton once per spelling.
@@ -997,6 +1034,7 @@ impl WafPlan {
                             need_chains: Vec::new(),
                             byte_rules: Vec::new(),
                             ac: None,
+                            quick: None,
                             pat_rules: Vec::new(),
                             always: Vec::new(),
                             members: Vec::new(),
@@ -1060,6 +1098,7 @@ impl WafPlan {
             {
                 Ok(ac) => {
                     groups[gi].ac = Some(ac);
+                    groups[gi].quick = quick_search(&pats);
                     groups[gi].pat_rules = pat_rules;
                 }
                 Err(_) => {
@@ -1403,6 +1442,7 @@ impl WafPlan {
         let mut score = 0u32;
         let mut cache = reuse(&mut memo.slots, self.chains.len(), Slot::Raw);
         let mut cands = reuse(&mut memo.cands, 0, 0);
+        let mut lower = std::mem::take(&mut memo.lower);
         // Per group: 0 = not yet known, 1 = some rule enabled under this policy, 2 = none.
         let mut gact = reuse(&mut memo.group_active, self.groups.len(), 0);
         let mut det = DetMemo::default();
@@ -1584,7 +1624,10 @@ impl WafPlan {
                             }
                         }
                         let Some(ac) = &group.ac else { continue };
-                        for m in ac.find_overlapping_iter(d) {
+                        let Some(from) = literal_scan_start(group, d.as_bytes(), &mut lower) else {
+                            continue;
+                        };
+                        for m in ac.find_overlapping_iter(&d.as_bytes()[from..]) {
                             if let Some(rs) = group.pat_rules.get(m.pattern().as_usize()) {
                                 for &r in rs {
                                     if stamp[r as usize] != cur_stamp {
@@ -1650,7 +1693,8 @@ impl WafPlan {
             memo.slots,
             memo.cands,
             memo.group_active,
-        ) = (matched, stamp, cache, cands, gact);
+            memo.lower,
+        ) = (matched, stamp, cache, cands, gact, lower);
         MEMO.with(|m| *m.borrow_mut() = memo);
         matches.sort_by_key(|m| m.rule_id);
         let over = score >= policy.anomaly_threshold;
@@ -1802,6 +1846,8 @@ struct Memo {
     group_active: Vec<u8>,
     /// Candidate rules of the current variable.
     cands: Vec<u32>,
+    /// A long value in ASCII lowercase, for the quick literal search.
+    lower: Vec<u8>,
     /// Values this thread found clean (see `clean_cache`).
     clean: clean_cache::Table,
 }

@@ -319,3 +319,60 @@ contains = "passwd"
     assert_eq!(ids(&v), vec![11]);
     assert_eq!(v.matches[0].target, "REQUEST_HEADERS:X-File-Name");
 }
+
+/// Long values are first searched for any literal of their group with a vector search over a
+/// lowercase copy; the automaton then starts at the leftmost literal. Every literal, at any
+/// offset and in any case, before or after another one, must still reach its rule.
+#[test]
+fn long_values_find_every_literal_past_the_quick_search() {
+    let p = plan(
+        r#"
+[defaults]
+category = "test"
+targets = ["body"]
+transforms = ["lowercase"]
+
+[[rule]]
+id = 30
+message = "entity"
+contains = "<!entity"
+
+[[rule]]
+id = 31
+message = "encoded dot"
+rx = '''%2e%2e'''
+"#,
+    )
+    .unwrap();
+    let policy = Policy::default();
+    let ids = |body: &str| {
+        let raw = format!(
+            "POST / HTTP/1.1\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let mut ids: Vec<u32> = eval(&p, &policy, &raw)
+            .matches
+            .iter()
+            .map(|m| m.rule_id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    };
+    let pad = "lorem ipsum dolor ".repeat(20);
+    assert!(pad.len() > 2 * engine::QUICK_SEARCH_MIN_LEN);
+    assert_eq!(ids(&pad), Vec::<u32>::new());
+    for (a, b) in [("<!ENTITY", "%2E%2e"), ("%2e%2E", "<!eNtItY")] {
+        for at in [0, 1, pad.len() / 2, pad.len()] {
+            let (head, tail) = pad.split_at(at);
+            // The first literal alone, then followed by the second one far behind it.
+            assert_eq!(ids(&format!("{head}{a}{tail}")).len(), 1, "{a} at {at}");
+            assert_eq!(
+                ids(&format!("{head}{a}{tail}{b}")),
+                [30, 31],
+                "{a} at {at}, {b} at the end"
+            );
+        }
+    }
+    // Short values go straight to the automaton.
+    assert_eq!(ids("x %2E%2E <!Entity"), [30, 31]);
+}
