@@ -265,14 +265,19 @@ fn decode_component(s: &str) -> Cow<'_, str> {
 
 /// Parse `a=1&b=2` (also used for query strings). Pieces without '=' become a name with empty value.
 pub fn parse_urlencoded_into<'a>(s: &'a str, args: &mut Vec<Arg<'a>>) {
-    for (n, piece) in s.split('&').enumerate() {
-        if n >= MAX_BODY_ARGS {
+    // `&` and `=` are ASCII, so every cut below falls on a character boundary.
+    let mut start = 0;
+    for _ in 0..MAX_BODY_ARGS {
+        if start > s.len() {
             break;
         }
+        let end = memchr::memchr(b'&', &s.as_bytes()[start..]).map_or(s.len(), |p| start + p);
+        let piece = &s[start..end];
+        start = end + 1;
         if piece.is_empty() {
             continue;
         }
-        let (k, v) = match piece.find('=') {
+        let (k, v) = match memchr::memchr(b'=', piece.as_bytes()) {
             Some(p) => (&piece[..p], &piece[p + 1..]),
             None => (piece, ""),
         };
