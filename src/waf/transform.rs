@@ -329,6 +329,15 @@ pub fn fix_overlong(b: &[u8]) -> Vec<u8> {
 /// One pass of percent decoding (with %uXXXX and '+' -> space when `plus`). Returns None if unchanged.
 pub fn url_decode_once(s: &str, plus: bool) -> Option<String> {
     let b = s.as_bytes();
+    if plus && memchr::memchr(b'%', b).is_none() {
+        // Most form values: only `+` to decode, byte for byte, in one vectorised pass.
+        memchr::memchr(b'+', b)?;
+        let spaced: Vec<u8> = b
+            .iter()
+            .map(|&c| if c == b'+' { b' ' } else { c })
+            .collect();
+        return Some(bytes_into_string(spaced));
+    }
     let is_special = |c: u8| c == b'%' || (plus && c == b'+');
     let first = b.iter().position(|&c| is_special(c))?;
     let mut out: Vec<u8> = Vec::with_capacity(b.len());
