@@ -2,11 +2,13 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pfuzz::waf::body::{parse_body, parse_json_into};
+use pfuzz::waf::body::{parse_body, parse_json_into, JsonArgs};
 
 fuzz_target!(|data: &[u8]| {
-    let mut args = Vec::new();
+    let mut args = JsonArgs::default();
     let _ = parse_json_into(data, &mut args);
+    // Every recorded leaf reads back (its ranges lie inside the text).
+    assert_eq!(args.iter().count(), args.len());
     let _ = parse_body(Some("application/json"), data, false);
     let _ = parse_body(Some("application/vnd.api+json"), data, true);
     let _ = parse_body(None, data, false);

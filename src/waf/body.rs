@@ -291,6 +291,8 @@ pub fn parse_urlencoded_into<'a>(s: &'a str, args: &mut Vec<Arg<'a>>) {
 /// duplicated key is inspected (a backend may keep the first while a tree keeps the last), and the
 /// values before a syntax error (such as a truncated body) are still returned alongside the error.
 pub fn parse_json_into<'a>(body: &'a [u8], out: &mut JsonArgs<'a>) -> Result<(), String> {
+    // Paths and written values usually take less room than the document itself.
+    out.text.reserve(body.len());
     // A body checked as UTF-8 once is read as text: serde_json then does not validate every
     // string on its own again, which is most of the cost of short strings.
     match std::str::from_utf8(body) {

@@ -359,26 +359,47 @@ struct Inputs<'a> {
     body: ParsedBody<'a>,
 }
 
-/// A request-target split into the host of an absolute form (empty for the origin form) and
+/// A request-target in its pieces: the host of an absolute form (empty for the origin form),
 /// the path, and the query after the first `?`.
 struct Target<'a> {
     host: &'a str,
     path: &'a str,
+    query: Option<&'a str>,
 }
 
-fn split_target(uri: &str) -> (Target<'_>, Option<&str>) {
-    let (host, path_part) = match uri
-        .strip_prefix("http://")
-        .or_else(|| uri.strip_prefix("https://"))
-    {
-        Some(rest) => rest.split_at(rest.find('/').unwrap_or(rest.len())),
-        None => ("", uri),
-    };
-    let (path, query) = match path_part.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (path_part, None),
-    };
-    (Target { host, path }, query)
+impl<'a> Target<'a> {
+    fn split(uri: &'a str) -> Target<'a> {
+        let (host, path_part) = match uri
+            .strip_prefix("http://")
+            .or_else(|| uri.strip_prefix("https://"))
+        {
+            Some(rest) => rest.split_at(rest.find('/').unwrap_or(rest.len())),
+            None => ("", uri),
+        };
+        let (path, query) = match path_part.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path_part, None),
+        };
+        Target { host, path, query }
+    }
+}
+
+/// Parses the query string and the body. The variables borrow the result, so a JSON body's
+/// hundreds of names and values are neither copied nor freed one by one.
+fn parse_inputs<'a>(req: &HttpRequest<'a>) -> Inputs<'a> {
+    let mut query = Vec::new();
+    if let Some(q) = Target::split(req.uri).query {
+        parse_urlencoded_into(q.split('#').next().unwrap_or(q), &mut query);
+    }
+    let content_type = req
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+        .map(|(_, v)| request_text(v));
+    Inputs {
+        query,
+        body: parse_body(content_type.as_deref(), req.body, req.body_truncated),
+    }
 }
 
 struct Ctx<'a> {
@@ -1200,25 +1221,6 @@ impl WafPlan {
             .collect()
     }
 
-    /// Parses the query string and the body. The variables borrow the result, so a JSON
-    /// body's hundreds of names and values are neither copied nor freed one by one.
-    fn parse_inputs<'a>(&self, req: &HttpRequest<'a>) -> Inputs<'a> {
-        let (_, query) = split_target(req.uri);
-        let mut query_args = Vec::new();
-        if let Some(q) = query {
-            parse_urlencoded_into(q.split('#').next().unwrap_or(q), &mut query_args);
-        }
-        let content_type = req
-            .headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
-            .map(|(_, v)| request_text(v));
-        Inputs {
-            query: query_args,
-            body: parse_body(content_type.as_deref(), req.body, req.body_truncated),
-        }
-    }
-
     fn build_ctx<'b, 'a: 'b>(&self, req: &HttpRequest<'a>, inputs: &'b Inputs<'a>) -> Ctx<'b> {
         let arg_count = inputs.query.len() + inputs.body.arg_count();
         let mut vars: Vec<Var<'b>> = Vec::with_capacity(64 + 2 * arg_count.min(MAX_VARS));
@@ -1231,8 +1233,8 @@ impl WafPlan {
             };
         // Request line pieces.
         let uri: &'a str = req.uri;
-        let (target, query) = split_target(uri);
-        let host_from_uri = target.host.to_string();
+        let target = Target::split(uri);
+        let query = target.query;
         let raw_path = target.path.split('#').next().unwrap_or(target.path);
         let path: Cow<'a, str> = match url_decode_once(raw_path, false) {
             Some(p) => Cow::Owned(p),
@@ -1273,7 +1275,7 @@ impl WafPlan {
                 push(&mut vars, Coll::QueryString, empty(), Cow::Borrowed(q));
             }
         }
-        let mut host = host_from_uri;
+        let mut host = target.host.to_string();
         let mut cookie_count = 0usize;
         let mut header_bytes = 0usize;
         for (n, v) in req.headers.iter() {
@@ -1350,7 +1352,7 @@ impl WafPlan {
                 .map(|(n, v)| (&**n, &**v))
                 .chain(parsed.arg_pairs())
         };
-        // Numbers for meta targets, computed before the arguments move into variables.
+        // Numbers for meta targets.
         let mut meta_vals: Vec<usize> = Vec::with_capacity(self.metas.len());
         for m in &self.meta_kinds {
             meta_vals.push(match m {
@@ -1422,7 +1424,7 @@ impl WafPlan {
         if policy.mode == Mode::Off {
             return Verdict::default();
         }
-        let inputs = self.parse_inputs(req);
+        let inputs = parse_inputs(req);
         let ctx = self.build_ctx(req, &inputs);
         let excl: Vec<&Exclusion> = policy
             .exclusions
@@ -1846,7 +1848,8 @@ struct Memo {
     group_active: Vec<u8>,
     /// Candidate rules of the current variable.
     cands: Vec<u32>,
-    /// A long value in ASCII lowercase, for the quick literal search.
+    /// A long value in ASCII lowercase, for the quick literal search (it grows to the longest
+    /// value inspected, at most a body of the inspection limit).
     lower: Vec<u8>,
     /// Values this thread found clean (see `clean_cache`).
     clean: clean_cache::Table,
