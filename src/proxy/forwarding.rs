@@ -23,7 +23,7 @@ pub struct ForwardedFacts<'a> {
 /// Sets X-Forwarded-For/-Proto/-Host and X-Request-Id, replacing client values.
 pub fn apply(req: &mut RequestHeader, facts: &ForwardedFacts<'_>) -> Result<()> {
     match facts.client_ip {
-        Some(ip) => req.insert_header("x-forwarded-for", ip.to_string())?,
+        Some(ip) => req.insert_header("x-forwarded-for", super::addr_text::ip_text(ip))?,
         None => {
             req.remove_header(&X_FORWARDED_FOR);
         }

@@ -10,6 +10,7 @@
 //! Each request takes one snapshot of the runtime plan when it starts and uses
 //! it to the end, so a reload never changes the rules under a request.
 
+pub mod addr_text;
 pub mod body;
 pub mod forwarding;
 pub mod harden;
@@ -104,7 +105,7 @@ fn hash_key(session: &Session, ctx: &RequestCtx, key: &crate::upstream::HashKey)
         crate::upstream::HashKey::ClientIp => ctx
             .client
             .ip
-            .map(|ip| ip.to_string().into_bytes())
+            .map(|ip| addr_text::ip_text(ip).into_bytes())
             .unwrap_or_default(),
         crate::upstream::HashKey::Header(name) => session
             .req_header()
@@ -574,7 +575,9 @@ impl ProxyHttp for Edge {
         let record = AccessRecord {
             timestamp: crate::logging::timestamp(),
             request_id: &ctx.request_id,
-            client_ip: client.map(|a| a.ip().to_string()).unwrap_or_default(),
+            client_ip: client
+                .map(|a| addr_text::ip_text(a.ip()))
+                .unwrap_or_default(),
             client_port: client.map_or(0, |a| a.port()),
             country: ctx.client.country.as_ref().map_or("", |c| c.as_str()),
             listener: ctx
@@ -597,7 +600,7 @@ impl ProxyHttp for Edge {
                 .tried
                 .last()
                 .and_then(|&i| ctx.pool().and_then(|p| p.backends.get(i)))
-                .map(|b| b.addr.to_string())
+                .map(|b| addr_text::socket_addr_text(b.addr))
                 .unwrap_or_default(),
             upstream_status: ctx.upstream_status,
             tries: ctx.tried.len(),

@@ -287,7 +287,11 @@ impl super::Edge {
         }
         let timestamp = crate::logging::timestamp();
         let client = session.client_addr().and_then(|a| a.as_inet()).copied();
-        let client_ip = ctx.client.ip.map(|ip| ip.to_string()).unwrap_or_default();
+        let client_ip = ctx
+            .client
+            .ip
+            .map(super::addr_text::ip_text)
+            .unwrap_or_default();
         let uri = session.req_header().uri.to_string();
         let outcome = match ctx.waf_action {
             "blocked" => Some("Blocked"),
