@@ -355,6 +355,7 @@ enum Slot {
 
 /// The arguments of a request, parsed once; [`Ctx`]'s variables borrow them.
 struct Inputs<'a> {
+    target: Target<'a>,
     query: Vec<Arg<'a>>,
     body: ParsedBody<'a>,
 }
@@ -388,7 +389,8 @@ impl<'a> Target<'a> {
 /// hundreds of names and values are neither copied nor freed one by one.
 fn parse_inputs<'a>(req: &HttpRequest<'a>) -> Inputs<'a> {
     let mut query = Vec::new();
-    if let Some(q) = Target::split(req.uri).query {
+    let target = Target::split(req.uri);
+    if let Some(q) = target.query {
         parse_urlencoded_into(q.split('#').next().unwrap_or(q), &mut query);
     }
     let content_type = req
@@ -397,6 +399,7 @@ fn parse_inputs<'a>(req: &HttpRequest<'a>) -> Inputs<'a> {
         .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
         .map(|(_, v)| request_text(v));
     Inputs {
+        target,
         query,
         body: parse_body(content_type.as_deref(), req.body, req.body_truncated),
     }
@@ -1233,7 +1236,7 @@ impl WafPlan {
             };
         // Request line pieces.
         let uri: &'a str = req.uri;
-        let target = Target::split(uri);
+        let target = &inputs.target;
         let query = target.query;
         let raw_path = target.path.split('#').next().unwrap_or(target.path);
         let path: Cow<'a, str> = match url_decode_once(raw_path, false) {
