@@ -378,7 +378,12 @@ impl<'b> JsonObject<'b> {
 
     fn str(&mut self, key: &str, value: &str) {
         self.key(key);
-        let plain = value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
+        // A fold without an early exit, so the compiler checks many bytes per instruction: most
+        // values (paths, user agents) need no escape, and this runs for every field of every line.
+        let needs_escape = value.bytes().fold(false, |seen, b| {
+            seen | (b < 0x20) | (b == b'"') | (b == b'\\')
+        });
+        let plain = !needs_escape;
         if plain {
             self.out.push(b'"');
             self.out.extend_from_slice(value.as_bytes());

@@ -1445,7 +1445,12 @@ impl WafPlan {
         let mut cur_stamp = 0u32;
         let mut matches: Vec<RuleMatch> = Vec::new();
         let mut score = 0u32;
-        let mut cache = reuse(&mut memo.slots, self.chains.len(), Slot::Raw);
+        // Not reset per request: every slot a variable reads was written for that variable first
+        // (a chain's parents come before it in `need_chains`), so old contents are never seen.
+        if memo.slots.len() != self.chains.len() {
+            memo.slots = vec![Slot::Raw; self.chains.len()];
+        }
+        let mut cache = std::mem::take(&mut memo.slots);
         let mut cands = reuse(&mut memo.cands, 0, 0);
         let mut lower = std::mem::take(&mut memo.lower);
         // Per group: 0 = not yet known, 1 = some rule enabled under this policy, 2 = none.

@@ -368,16 +368,16 @@ impl Policy {
     /// A fingerprint of which rules this policy runs (paranoia level, disabled rules, overrides):
     /// two policies with the same key enable exactly the same rules, so a value found clean under
     /// one is clean under the other. Mode and threshold do not change whether a rule matches.
-    /// Computed per request (the fields are public), which costs nothing without overrides.
+    /// Computed per request (the fields are public), with a fast fixed-seed hash: the key only
+    /// needs to tell policies apart within one process, and this runs on every request.
     pub fn selection_key(&self) -> u64 {
-        use std::hash::{Hash, Hasher};
+        use std::hash::{BuildHasher, Hash, Hasher};
+        const SEED: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0x5eed);
         // Order-independent combination for the hash sets and maps.
         fn one<T: Hash>(x: T) -> u64 {
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            x.hash(&mut h);
-            h.finish()
+            SEED.hash_one(x)
         }
-        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let mut h = SEED.build_hasher();
         self.paranoia_level.hash(&mut h);
         self.disabled_rules.hash(&mut h);
         let set = self
