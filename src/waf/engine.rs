@@ -211,6 +211,9 @@ struct Group {
     /// Single-byte prefilter literals: (byte, rules) — checked with a byte-presence set instead of
     /// the automaton, since they would otherwise produce a match on every occurrence.
     byte_rules: Vec<(u8, Vec<u32>)>,
+    /// The bytes of `byte_rules` as a byte-presence set: a value meets only the byte rules of
+    /// the bytes it shares with this set, usually none or one of some forty.
+    byte_mask: [u64; 4],
     ac: Option<AhoCorasick>,
     /// For long values: a vectorised search for any of the group's literals, run over the value
     /// in ASCII lowercase. Most long values (whole bodies) contain none, and this rules them out
@@ -699,6 +702,26 @@ fn literal_scan_start(group: &Group, value: &[u8], lower: &mut Vec<u8>) -> Optio
     quick.find(&lower[..]).map(|m| m.start())
 }
 
+/// Calls `f` with the rules of each of a group's byte literals that occurs in a value whose
+/// byte-presence set is `present`: only the shared bytes are looked up, instead of testing every
+/// byte literal of the group.
+#[inline]
+fn for_byte_rules_present(group: &Group, present: &[u64; 4], mut f: impl FnMut(&[u32])) {
+    for (w, (&p, &m)) in present.iter().zip(&group.byte_mask).enumerate() {
+        let mut bits = p & m;
+        while bits != 0 {
+            let b = (w * 64) as u32 + bits.trailing_zeros();
+            bits &= bits - 1;
+            if let Ok(i) = group
+                .byte_rules
+                .binary_search_by_key(&(b as u8), |(x, _)| *x)
+            {
+                f(&group.byte_rules[i].1);
+            }
+        }
+    }
+}
+
 /// Folds named groups of one slot whose rules, chains and literals are identical into one group
 /// with several names: rules that list several spellings of a header would otherwise build the
 /// same automaton once per spelling.
@@ -1057,6 +1080,7 @@ impl WafPlan {
                             chains: Vec::new(),
                             need_chains: Vec::new(),
                             byte_rules: Vec::new(),
+                            byte_mask: [0; 4],
                             ac: None,
                             quick: None,
                             pat_rules: Vec::new(),
@@ -1110,6 +1134,7 @@ impl WafPlan {
                     pat_rules[i].push(r);
                 }
             }
+            groups[gi].byte_mask = byte_set(&bytes.keys().copied().collect::<Vec<u8>>());
             groups[gi].byte_rules = bytes.into_iter().collect();
             if pats.is_empty() {
                 continue;
@@ -1621,17 +1646,14 @@ impl WafPlan {
                             } else {
                                 byte_set(d.as_bytes())
                             };
-                            for (b, rs) in &group.byte_rules {
-                                if present[(*b >> 6) as usize] & (1u64 << (*b & 63)) == 0 {
-                                    continue;
-                                }
+                            for_byte_rules_present(group, &present, |rs| {
                                 for &r in rs {
                                     if stamp[r as usize] != cur_stamp {
                                         stamp[r as usize] = cur_stamp;
                                         cands.push(r);
                                     }
                                 }
-                            }
+                            });
                         }
                         let Some(ac) = &group.ac else { continue };
                         let Some(from) = literal_scan_start(group, d.as_bytes(), &mut lower) else {
