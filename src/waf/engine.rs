@@ -1454,46 +1454,36 @@ impl WafPlan {
         }
         let inputs = parse_inputs(req);
         let ctx = self.build_ctx(req, &inputs);
-        let excl: Vec<&Exclusion> = policy
-            .exclusions
-            .iter()
-            .filter(|e| e.applies_to_request(&ctx.host, &ctx.path))
-            .collect();
+        let scope = Scope {
+            ctx: &ctx,
+            policy,
+            excl: policy
+                .exclusions
+                .iter()
+                .filter(|e| e.applies_to_request(&ctx.host, &ctx.path))
+                .collect(),
+        };
         // Values found clean before are skipped (see `clean_cache` for why this is sound); not
         // when an exclusion applies, since exclusions depend on the request's host and path.
-        let remember = policy.remember_clean_values && excl.is_empty();
+        let remember = policy.remember_clean_values && scope.excl.is_empty();
         let tag = self.id.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ policy.selection_key();
-        let n = self.rules.len();
         let mut memo = MEMO.with(|m| std::mem::take(&mut *m.borrow_mut()));
-        let mut matched = reuse(&mut memo.matched, n, false);
-        let mut stamp = reuse(&mut memo.rule_stamp, n, 0);
-        let mut cur_stamp = 0u32;
-        let mut matches: Vec<RuleMatch> = Vec::new();
-        let mut score = 0u32;
-        // Not reset per request: every slot a variable reads was written for that variable first
-        // (a chain's parents come before it in `need_chains`), so old contents are never seen.
-        if memo.slots.len() != self.chains.len() {
-            memo.slots = vec![Slot::Raw; self.chains.len()];
-        }
-        let mut cache = std::mem::take(&mut memo.slots);
-        let mut cands = reuse(&mut memo.cands, 0, 0);
-        let mut lower = std::mem::take(&mut memo.lower);
-        // Per group: 0 = not yet known, 1 = some rule enabled under this policy, 2 = none.
-        let mut gact = reuse(&mut memo.group_active, self.groups.len(), 0);
-        let mut det = DetMemo::default();
-        let memo_len = (self.chains.len() + 1) * N_TRANSFORMS;
-        if memo.table.len() != memo_len {
-            memo.table = vec![(0, u32::MAX); memo_len];
-            memo.stamp = 0;
-        }
+        memo.work.prepare(self);
+        let mut group_active = std::mem::take(&mut memo.group_active);
+        group_active.clear();
+        group_active.resize(self.groups.len(), GroupActive::Unknown);
+        let mut found = Findings {
+            matched: std::mem::take(&mut memo.matched),
+            matches: Vec::new(),
+            score: 0,
+        };
+        found.matched.clear();
+        found.matched.resize(self.rules.len(), false);
         for var in ctx.vars.iter() {
             let slot = var.coll.slot(0);
-            let Some(gs) = self.by_slot.get(slot) else {
+            let Some(groups) = self.by_slot.get(slot).filter(|gs| !gs.is_empty()) else {
                 continue;
             };
-            if gs.is_empty() {
-                continue;
-            }
             let cache_slot = slot as u16;
             let cache_key = if remember {
                 clean_cache::key(cache_slot, &var.name, &var.value)
@@ -1508,259 +1498,265 @@ impl WafPlan {
                     continue;
                 }
             }
-            let mut clean = true;
-            det.entries.clear();
-            // Bytes present in the raw value: transformations that act on none of them are skipped.
-            let raw_present = byte_set(var.value.as_bytes());
-            memo.stamp = memo.stamp.wrapping_add(1);
-            if memo.stamp == 0 {
-                memo.table.iter_mut().for_each(|e| *e = (0, u32::MAX));
-                memo.stamp = 1;
-            }
-            for &g in gs {
-                let group = &self.groups[g];
-                if group.skip_parsed_body && ctx.body_parsed {
-                    // Clean so far only because of how the body parsed: not a fact about the value.
-                    clean = false;
-                    continue;
-                }
-                if let Some(names) = &group.names {
-                    if !names.iter().any(|n| var.name.eq_ignore_ascii_case(n)) {
-                        continue;
-                    }
-                }
-                if gact[g] == 0 {
-                    let on = group.members.iter().any(|&r| {
-                        let rule = &self.rules[r as usize];
-                        policy.effective(rule.id, rule.severity, rule.pl).is_some()
-                    });
-                    gact[g] = if on { 1 } else { 2 };
-                }
-                if gact[g] == 2 {
-                    // No rule of this group can match under this policy.
-                    continue;
-                }
-                for &c in &group.need_chains {
-                    let info = &self.chains[c];
-                    let Some(t) = info.last else {
-                        cache[c] = Slot::Raw;
-                        continue;
-                    };
-                    if info
-                        .trigger_bytes
-                        .is_some_and(|bytes| !intersects(&bytes, &raw_present))
-                    {
-                        // No step of the chain acts on a byte of this value.
-                        cache[c] = Slot::Raw;
-                        continue;
-                    }
-                    // Source of the parent's value: usize::MAX for the raw value, else an Owned slot.
-                    let src = if info.parent == 0 {
-                        usize::MAX
-                    } else {
-                        match &cache[info.parent] {
-                            Slot::Raw => usize::MAX,
-                            Slot::Owned(_) => info.parent,
-                            Slot::Ref(k) => *k,
-                        }
-                    };
-                    let mi =
-                        (if src == usize::MAX { 0 } else { src + 1 }) * N_TRANSFORMS + t as usize;
-                    if memo.table[mi].0 == memo.stamp {
-                        // Already computed for this variable (possibly by this very chain in an
-                        // earlier group, in which case the slot holds the value itself).
-                        let k = memo.table[mi].1;
-                        if k == u32::MAX {
-                            cache[c] = Slot::Raw;
-                        } else if k as usize != c {
-                            cache[c] = Slot::Ref(k as usize);
-                        }
-                        continue;
-                    }
-                    let input: &str = if src == usize::MAX {
-                        &var.value
-                    } else {
-                        match &cache[src] {
-                            Slot::Owned(v) => v,
-                            _ => &var.value,
-                        }
-                    };
-                    let out = if src == usize::MAX && !t.may_change(&raw_present) {
-                        None
-                    } else {
-                        t.apply(input)
-                    };
-                    let result = match out {
-                        Some(v) => Slot::Owned(v),
-                        None => {
-                            if src == usize::MAX {
-                                Slot::Raw
-                            } else {
-                                Slot::Ref(src)
-                            }
-                        }
-                    };
-                    let as_ref = match &result {
-                        Slot::Owned(_) => c as u32,
-                        Slot::Ref(k) => *k as u32,
-                        Slot::Raw => u32::MAX,
-                    };
-                    cache[c] = result;
-                    memo.table[mi] = (memo.stamp, as_ref);
-                }
-                // Distinct transformed values of this variable (most chains leave typical values unchanged).
-                if group.ac.is_some() || !group.byte_rules.is_empty() {
-                    // Chains whose values are distinct (chain 0 is the raw value), on the stack
-                    // and spilling to a Vec only past 32 values.
-                    let mut dstack = [0u32; 32];
-                    let mut dn = 1usize;
-                    let mut dspill: Vec<u32> = Vec::new();
-                    for &c in &group.need_chains {
-                        if let Slot::Owned(v) = &cache[c] {
-                            // The prefilter automaton is ASCII case-insensitive, so values that differ
-                            // only in ASCII case need a single pass.
-                            let dup = dstack[..dn].iter().chain(dspill.iter()).any(|&d| {
-                                let d = resolve(&cache, &self.chains, d as usize, &var.value);
-                                d.len() == v.len() && d.eq_ignore_ascii_case(v)
-                            });
-                            if !dup {
-                                if dn < dstack.len() {
-                                    dstack[dn] = c as u32;
-                                    dn += 1;
-                                } else {
-                                    dspill.push(c as u32);
-                                }
-                            }
-                        }
-                    }
-                    let distinct = dstack[..dn]
-                        .iter()
-                        .chain(dspill.iter())
-                        .map(|&c| resolve(&cache, &self.chains, c as usize, &var.value));
-                    cur_stamp = cur_stamp.wrapping_add(1);
-                    cands.clear();
-                    for (di, d) in distinct.enumerate() {
-                        if !group.byte_rules.is_empty() {
-                            let present = if di == 0 {
-                                raw_present
-                            } else {
-                                byte_set(d.as_bytes())
-                            };
-                            for_byte_rules_present(group, &present, |rs| {
-                                for &r in rs {
-                                    if stamp[r as usize] != cur_stamp {
-                                        stamp[r as usize] = cur_stamp;
-                                        cands.push(r);
-                                    }
-                                }
-                            });
-                        }
-                        let Some(ac) = &group.ac else { continue };
-                        let Some(from) = literal_scan_start(group, d.as_bytes(), &mut lower) else {
-                            continue;
-                        };
-                        for m in ac.find_overlapping_iter(&d.as_bytes()[from..]) {
-                            if let Some(rs) = group.pat_rules.get(m.pattern().as_usize()) {
-                                for &r in rs {
-                                    if stamp[r as usize] != cur_stamp {
-                                        stamp[r as usize] = cur_stamp;
-                                        cands.push(r);
-                                    }
-                                }
-                            }
-                        }
-                    }
-                    cands.sort_unstable();
-                    for &r in cands.iter() {
-                        let r = r as usize;
-                        let val =
-                            resolve(&cache, &self.chains, self.rules[r].main.chain, &var.value);
-                        if self.rules[r].require_change
-                            && self.unchanged(&cache, r, val, &var.value)
-                        {
-                            continue;
-                        }
-                        clean &= self.try_rule(
-                            r,
-                            var,
-                            val,
-                            &ctx,
-                            policy,
-                            &excl,
-                            &mut matched,
-                            &mut matches,
-                            &mut score,
-                            &mut det,
-                        ) == Tried::NoMatch;
-                    }
-                }
-                for &r in &group.always {
-                    let r = r as usize;
-                    let val = resolve(&cache, &self.chains, self.rules[r].main.chain, &var.value);
-                    if self.rules[r].require_change && self.unchanged(&cache, r, val, &var.value) {
-                        continue;
-                    }
-                    clean &= self.try_rule(
-                        r,
-                        var,
-                        val,
-                        &ctx,
-                        policy,
-                        &excl,
-                        &mut matched,
-                        &mut matches,
-                        &mut score,
-                        &mut det,
-                    ) == Tried::NoMatch;
-                }
-            }
+            let visit = VarVisit {
+                var,
+                groups,
+                raw_present: byte_set(var.value.as_bytes()),
+            };
+            let clean = self.inspect_var(
+                &visit,
+                &scope,
+                &mut memo.work,
+                &mut group_active,
+                &mut found,
+            );
             if let (true, Some(k)) = (clean, cache_key) {
                 memo.clean
                     .remember_clean(k, tag, cache_slot, &var.name, &var.value);
             }
         }
-        (
-            memo.matched,
-            memo.rule_stamp,
-            memo.slots,
-            memo.cands,
-            memo.group_active,
-            memo.lower,
-        ) = (matched, stamp, cache, cands, gact, lower);
+        memo.group_active = group_active;
+        memo.matched = found.matched;
         MEMO.with(|m| *m.borrow_mut() = memo);
+        let mut matches = found.matches;
         matches.sort_by_key(|m| m.rule_id);
-        let over = score >= policy.anomaly_threshold;
+        let over = found.score >= policy.anomaly_threshold;
         Verdict {
-            score,
+            score: found.score,
             blocked: over && policy.mode == Mode::Prevention,
             over_threshold: over,
             matches,
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Runs the groups of the variable's collection on one variable: true when no rule matched
+    /// and the outcome depended on nothing but the value (so it may be remembered as clean).
+    fn inspect_var(
+        &self,
+        visit: &VarVisit,
+        scope: &Scope,
+        work: &mut VarWork,
+        group_active: &mut [GroupActive],
+        found: &mut Findings,
+    ) -> bool {
+        let var = visit.var;
+        work.next_variable();
+        let mut clean = true;
+        for &g in visit.groups {
+            let group = &self.groups[g];
+            if group.skip_parsed_body && scope.ctx.body_parsed {
+                // Clean so far only because of how the body parsed: not a fact about the value.
+                clean = false;
+                continue;
+            }
+            if !group_selects(group, &var.name)
+                || !self.group_enabled(g, scope.policy, group_active)
+            {
+                continue;
+            }
+            self.transform_for_group(group, visit, work);
+            if group.ac.is_some() || !group.byte_rules.is_empty() {
+                self.collect_candidates(group, visit, work);
+                clean &= self.try_rules(&work.cands, var, &work.slots, &mut work.det, scope, found);
+            }
+            clean &= self.try_rules(&group.always, var, &work.slots, &mut work.det, scope, found);
+        }
+        clean
+    }
+
+    /// Whether some rule of group `g` is enabled under the policy (decided once per request and
+    /// group: a group with none is skipped entirely).
+    #[inline]
+    fn group_enabled(&self, g: usize, policy: &Policy, active: &mut [GroupActive]) -> bool {
+        if active[g] == GroupActive::Unknown {
+            let on = self.groups[g].members.iter().any(|&r| {
+                let rule = &self.rules[r as usize];
+                policy.effective(rule.id, rule.severity, rule.pl).is_some()
+            });
+            active[g] = if on {
+                GroupActive::Yes
+            } else {
+                GroupActive::No
+            };
+        }
+        active[g] == GroupActive::Yes
+    }
+
+    /// Computes the variable's value under each transformation chain the group needs, into
+    /// `work.slots`. Chains are shared between groups and steps between chains, so each
+    /// (source value, transformation) is computed once per variable (`work.table`), and a chain
+    /// none of whose steps acts on a byte of the value is not run at all.
+    #[inline]
+    fn transform_for_group(&self, group: &Group, visit: &VarVisit, work: &mut VarWork) {
+        let raw = &*visit.var.value;
+        for &c in &group.need_chains {
+            let info = &self.chains[c];
+            let Some(t) = info.last else {
+                work.slots[c] = Slot::Raw;
+                continue;
+            };
+            if info
+                .trigger_bytes
+                .is_some_and(|bytes| !intersects(&bytes, &visit.raw_present))
+            {
+                // No step of the chain acts on a byte of this value.
+                work.slots[c] = Slot::Raw;
+                continue;
+            }
+            // Source of the parent's value: usize::MAX for the raw value, else an Owned slot.
+            let src = if info.parent == 0 {
+                usize::MAX
+            } else {
+                match &work.slots[info.parent] {
+                    Slot::Raw => usize::MAX,
+                    Slot::Owned(_) => info.parent,
+                    Slot::Ref(k) => *k,
+                }
+            };
+            let mi = (if src == usize::MAX { 0 } else { src + 1 }) * N_TRANSFORMS + t as usize;
+            if work.table[mi].0 == work.stamp {
+                // Already computed for this variable (possibly by this very chain in an earlier
+                // group, in which case the slot holds the value itself).
+                let k = work.table[mi].1;
+                if k == u32::MAX {
+                    work.slots[c] = Slot::Raw;
+                } else if k as usize != c {
+                    work.slots[c] = Slot::Ref(k as usize);
+                }
+                continue;
+            }
+            let out = if src == usize::MAX {
+                if t.may_change(&visit.raw_present) {
+                    t.apply(raw)
+                } else {
+                    None
+                }
+            } else {
+                match &work.slots[src] {
+                    Slot::Owned(v) => t.apply(v),
+                    _ => t.apply(raw),
+                }
+            };
+            let result = match out {
+                Some(v) => Slot::Owned(v),
+                None if src == usize::MAX => Slot::Raw,
+                None => Slot::Ref(src),
+            };
+            let as_ref = match &result {
+                Slot::Owned(_) => c as u32,
+                Slot::Ref(k) => *k as u32,
+                Slot::Raw => u32::MAX,
+            };
+            work.slots[c] = result;
+            work.table[mi] = (work.stamp, as_ref);
+        }
+    }
+
+    /// Fills `work.cands` (sorted) with the group's rules whose prefilter literals occur in one
+    /// of the variable's distinct transformed values: each distinct value is scanned once by the
+    /// group's automaton and checked against its byte literals.
+    #[inline]
+    fn collect_candidates(&self, group: &Group, visit: &VarVisit, work: &mut VarWork) {
+        let raw = &*visit.var.value;
+        // Chains whose values are distinct (chain 0 is the raw value), on the stack and spilling
+        // to a Vec only past 32 values. Most chains leave typical values unchanged.
+        let mut dstack = [0u32; 32];
+        let mut dn = 1usize;
+        let mut dspill: Vec<u32> = Vec::new();
+        for &c in &group.need_chains {
+            if let Slot::Owned(v) = &work.slots[c] {
+                // The prefilter automaton is ASCII case-insensitive, so values that differ only
+                // in ASCII case need a single pass.
+                let dup = dstack[..dn].iter().chain(dspill.iter()).any(|&d| {
+                    let d = resolve(&work.slots, d as usize, raw);
+                    d.len() == v.len() && d.eq_ignore_ascii_case(v)
+                });
+                if !dup {
+                    if dn < dstack.len() {
+                        dstack[dn] = c as u32;
+                        dn += 1;
+                    } else {
+                        dspill.push(c as u32);
+                    }
+                }
+            }
+        }
+        let stamp = work.next_candidates();
+        let (rule_stamp, cands) = (&mut work.rule_stamp, &mut work.cands);
+        let mut add = |rs: &[u32]| {
+            for &r in rs {
+                if rule_stamp[r as usize] != stamp {
+                    rule_stamp[r as usize] = stamp;
+                    cands.push(r);
+                }
+            }
+        };
+        let distinct = dstack[..dn].iter().chain(dspill.iter());
+        for (di, &c) in distinct.enumerate() {
+            let d = resolve(&work.slots, c as usize, raw);
+            if !group.byte_rules.is_empty() {
+                let present = if di == 0 {
+                    visit.raw_present
+                } else {
+                    byte_set(d.as_bytes())
+                };
+                for_byte_rules_present(group, &present, &mut add);
+            }
+            let Some(ac) = &group.ac else { continue };
+            let Some(from) = literal_scan_start(group, d.as_bytes(), &mut work.lower) else {
+                continue;
+            };
+            for m in ac.find_overlapping_iter(&d.as_bytes()[from..]) {
+                if let Some(rs) = group.pat_rules.get(m.pattern().as_usize()) {
+                    add(rs);
+                }
+            }
+        }
+        work.cands.sort_unstable();
+    }
+
+    /// Tries `rules` on the variable, each on its own chain's value: true when none matched and
+    /// nothing but the value decided.
+    #[inline]
+    fn try_rules(
+        &self,
+        rules: &[u32],
+        var: &Var,
+        slots: &[Slot],
+        det: &mut DetMemo,
+        scope: &Scope,
+        found: &mut Findings,
+    ) -> bool {
+        let mut clean = true;
+        for &r in rules {
+            let r = r as usize;
+            let val = resolve(slots, self.rules[r].main.chain, &var.value);
+            if self.rules[r].require_change && self.unchanged(slots, r, val, &var.value) {
+                continue;
+            }
+            clean &= self.try_rule(r, var, val, scope, found, det) == Tried::NoMatch;
+        }
+        clean
+    }
+
     #[inline]
     fn try_rule(
         &self,
         r: usize,
         var: &Var,
         val: &str,
-        ctx: &Ctx,
-        policy: &Policy,
-        excl: &[&Exclusion],
-        matched: &mut [bool],
-        matches: &mut Vec<RuleMatch>,
-        score: &mut u32,
+        scope: &Scope,
+        found: &mut Findings,
         det: &mut DetMemo,
     ) -> Tried {
-        if matched[r] {
+        if found.matched[r] {
             return Tried::Contextual;
         }
         let rule = &self.rules[r];
         if !rule.main.selects(var.coll, &var.name) {
             return Tried::NoMatch;
         }
-        let Some(sev) = policy.effective(rule.id, rule.severity, rule.pl) else {
+        let Some(sev) = scope.policy.effective(rule.id, rule.severity, rule.pl) else {
             return Tried::NoMatch;
         };
         let data = match (det.run(&rule.main.op, val), rule.main.negate) {
@@ -1768,7 +1764,7 @@ impl WafPlan {
             (None, true) => truncate(val),
             _ => return Tried::NoMatch,
         };
-        for e in excl {
+        for e in &scope.excl {
             if !e.covers_rule(rule.id) {
                 continue;
             }
@@ -1782,12 +1778,12 @@ impl WafPlan {
             }
         }
         for cond in &rule.chain {
-            if !self.cond_any(cond, ctx) {
+            if !self.cond_any(cond, scope.ctx) {
                 return Tried::Contextual;
             }
         }
-        matched[r] = true;
-        *score = score.saturating_add(sev);
+        found.matched[r] = true;
+        found.score = found.score.saturating_add(sev);
         let target = match var.coll {
             Coll::Meta(i) => self
                 .metas
@@ -1798,7 +1794,7 @@ impl WafPlan {
             c if c.named() => format!("{}:{}", c.label(), var.name),
             c => c.label().to_string(),
         };
-        matches.push(RuleMatch {
+        found.matches.push(RuleMatch {
             rule_id: rule.id,
             category: rule.category.clone(),
             message: rule.message.clone(),
@@ -1814,7 +1810,7 @@ impl WafPlan {
     fn unchanged(&self, cache: &[Slot], r: usize, val: &str, raw: &str) -> bool {
         let c = self.rules[r].main.chain;
         let parent = self.chains.get(c).map(|i| i.parent).unwrap_or(0);
-        let pv = resolve(cache, &self.chains, parent, raw);
+        let pv = resolve(cache, parent, raw);
         std::ptr::eq(pv.as_ptr(), val.as_ptr()) && pv.len() == val.len()
     }
 
@@ -1864,33 +1860,121 @@ impl DetMemo {
 /// request neither allocates nor frees its per-rule and per-chain tables.
 #[derive(Default)]
 struct Memo {
-    /// (source value, transform) -> result for the current variable, with
-    /// generation stamps so it is never re-initialised per variable.
-    table: Vec<(u32, u32)>,
-    stamp: u32,
-    /// Per rule: matched in this request.
+    work: VarWork,
+    /// Per rule: matched in this request (lent to [`Findings`] during a request).
     matched: Vec<bool>,
-    /// Per rule: candidate stamp of the current variable.
-    rule_stamp: Vec<u32>,
-    /// Per chain: the transformed value of the current variable.
-    slots: Vec<Slot>,
-    /// Per group: 0 = not yet known, 1 = some rule enabled under the policy, 2 = none.
-    group_active: Vec<u8>,
-    /// Candidate rules of the current variable.
-    cands: Vec<u32>,
-    /// A long value in ASCII lowercase, for the quick literal search (it grows to the longest
-    /// value inspected, at most a body of the inspection limit).
-    lower: Vec<u8>,
+    /// Per group: whether the policy enables any of its rules (reset per request).
+    group_active: Vec<GroupActive>,
     /// Values this thread found clean (see `clean_cache`).
     clean: clean_cache::Table,
 }
 
-/// Takes a table out of the per-thread memory, reset to `n` copies of `fill`.
-fn reuse<T: Clone>(v: &mut Vec<T>, n: usize, fill: T) -> Vec<T> {
-    let mut v = std::mem::take(v);
-    v.clear();
-    v.resize(n, fill);
-    v
+/// Scratch space for one variable at a time. The tables are never cleared between variables or
+/// requests: generation stamps tell the current variable's entries from older ones.
+#[derive(Default)]
+struct VarWork {
+    /// (source value, transform) -> result for the current variable, valid where the stamp is
+    /// `stamp`.
+    table: Vec<(u32, u32)>,
+    stamp: u32,
+    /// Per chain: the transformed value of the current variable. Every slot a variable reads
+    /// was written for that variable first (a chain's parents come before it in
+    /// `need_chains`), so old contents are never seen.
+    slots: Vec<Slot>,
+    /// Per rule: the candidate stamp under which it was last added to `cands`.
+    rule_stamp: Vec<u32>,
+    cand_stamp: u32,
+    /// Candidate rules of the current group visit.
+    cands: Vec<u32>,
+    /// A long value in ASCII lowercase, for the quick literal search (it grows to the longest
+    /// value inspected, at most a body of the inspection limit).
+    lower: Vec<u8>,
+    det: DetMemo,
+}
+
+impl VarWork {
+    /// Sizes the tables for `plan` (a reload may change the number of chains or rules).
+    fn prepare(&mut self, plan: &WafPlan) {
+        let table_len = (plan.chains.len() + 1) * N_TRANSFORMS;
+        if self.table.len() != table_len {
+            self.table = vec![(0, u32::MAX); table_len];
+            self.stamp = 0;
+        }
+        if self.slots.len() != plan.chains.len() {
+            self.slots = vec![Slot::Raw; plan.chains.len()];
+        }
+        if self.rule_stamp.len() != plan.rules.len() {
+            self.rule_stamp = vec![0; plan.rules.len()];
+            self.cand_stamp = 0;
+        }
+    }
+
+    /// Starts a variable: the transformation table and the detector memo forget the last one.
+    #[inline]
+    fn next_variable(&mut self) {
+        self.det.entries.clear();
+        self.stamp = self.stamp.wrapping_add(1);
+        if self.stamp == 0 {
+            self.table.iter_mut().for_each(|e| *e = (0, u32::MAX));
+            self.stamp = 1;
+        }
+    }
+
+    /// Starts a candidate list: returns the stamp that marks a rule as already added.
+    #[inline]
+    fn next_candidates(&mut self) -> u32 {
+        self.cands.clear();
+        self.cand_stamp = self.cand_stamp.wrapping_add(1);
+        if self.cand_stamp == 0 {
+            self.rule_stamp.iter_mut().for_each(|s| *s = 0);
+            self.cand_stamp = 1;
+        }
+        self.cand_stamp
+    }
+}
+
+/// Whether a group has a rule the policy enables, decided on the group's first visit in a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum GroupActive {
+    #[default]
+    Unknown,
+    Yes,
+    No,
+}
+
+/// What one request has decided so far.
+struct Findings {
+    /// Per rule: matched in this request (a rule counts once per request).
+    matched: Vec<bool>,
+    matches: Vec<RuleMatch>,
+    score: u32,
+}
+
+/// What a rule may look at besides its variable: the request's other variables (for chained
+/// conditions), the policy and the exclusions that apply to this request.
+struct Scope<'r> {
+    ctx: &'r Ctx<'r>,
+    policy: &'r Policy,
+    excl: Vec<&'r Exclusion>,
+}
+
+/// One variable on its way through its collection's groups.
+struct VarVisit<'v> {
+    var: &'v Var<'v>,
+    /// The groups of the variable's collection.
+    groups: &'v [usize],
+    /// Bytes present in the raw value: transformations that act on none of them are skipped.
+    raw_present: [u64; 4],
+}
+
+/// Whether a group's rules select a variable of this name (a group of named rules only sees
+/// the variables it names).
+#[inline]
+fn group_selects(group: &Group, name: &str) -> bool {
+    group
+        .names
+        .as_ref()
+        .is_none_or(|names| names.iter().any(|n| name.eq_ignore_ascii_case(n)))
 }
 
 thread_local! {
@@ -1916,7 +2000,8 @@ fn number_text(n: usize) -> Cow<'static, str> {
 }
 
 #[inline]
-fn resolve<'a>(cache: &'a [Slot], _chains: &[ChainInfo], c: usize, raw: &'a str) -> &'a str {
+/// The value of chain `c` for the current variable (`raw` for chain 0 or an unchanged value).
+fn resolve<'a>(cache: &'a [Slot], c: usize, raw: &'a str) -> &'a str {
     if c == 0 {
         return raw;
     }
