@@ -2069,7 +2069,26 @@ fn collect_files(
 
 #[cfg(test)]
 mod tests {
-    use super::compile_rule_regex;
+    use super::{compile_rule_regex, VarWork};
+
+    /// The stamps are kept across requests, so after four billion uses one wraps: the tables
+    /// must then be cleared, or entries written under the old stamp 1 would pass for current.
+    #[test]
+    fn wrapped_stamps_clear_their_tables() {
+        let mut work = VarWork {
+            rule_stamp: vec![1, 7, u32::MAX],
+            cand_stamp: u32::MAX,
+            table: vec![(1, 3), (5, 4)],
+            stamp: u32::MAX,
+            ..VarWork::default()
+        };
+        assert_eq!(work.next_candidates(), 1);
+        assert_eq!(work.rule_stamp, [0, 0, 0]);
+        work.next_variable();
+        assert_eq!(work.stamp, 1);
+        assert_eq!(work.table, [(0, u32::MAX), (0, u32::MAX)]);
+        assert_eq!(work.next_candidates(), 2);
+    }
 
     #[test]
     fn rule_regexes_are_ascii_unless_they_need_unicode() {
