@@ -90,7 +90,7 @@ impl Transform {
                     } else {
                         None
                     }
-                } else if let Some(lower) = latin1_lowercase(s) {
+                } else if let Some(lower) = lowercase_by_char(s) {
                     (lower != s).then_some(lower)
                 } else if s.chars().any(|c| c.is_uppercase()) {
                     Some(s.to_lowercase())
@@ -860,14 +860,17 @@ fn is_text(b: &[u8]) -> Option<&str> {
     Some(t)
 }
 
-/// Lowercase of a text whose characters all lie below U+0100 (ASCII and Latin-1), worked on the
-/// bytes; None when a character lies beyond (the caller takes the general Unicode path).
+/// `str::to_lowercase` worked character by character, with ASCII and Latin-1 done on the bytes;
+/// None when the text has a capital sigma, whose lowercase depends on its neighbours (the caller
+/// takes the general path).
 ///
 /// Mojibake and Western European text are mostly Latin-1, and `str::to_lowercase` looks every
 /// non-ASCII character up in the Unicode tables: a 160 KB JSON body of `\u00c3` escapes spent a
-/// quarter of its inspection there. In Latin-1 the capitals U+00C0..=U+00DE (but U+00D7, the
-/// multiplication sign) lowercase to the character 0x20 above, the same second UTF-8 byte + 0x20.
-fn latin1_lowercase(s: &str) -> Option<String> {
+/// quarter of its inspection there, and a single character beyond Latin-1 used to send the whole
+/// text back to that path. In Latin-1 the capitals U+00C0..=U+00DE (but U+00D7, the
+/// multiplication sign) lowercase to the character 0x20 above, the same second UTF-8 byte + 0x20;
+/// other characters are lowercased one at a time, as `str::to_lowercase` does.
+fn lowercase_by_char(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -883,7 +886,18 @@ fn latin1_lowercase(s: &str) -> Option<String> {
                 out.extend_from_slice(&[lead, if capital { c + 0x20 } else { c }]);
                 i += 2;
             }
-            _ => return None,
+            _ => {
+                // `i` is a character boundary: every arm above consumes whole characters.
+                let c = s.get(i..)?.chars().next()?;
+                if c == '\u{3a3}' {
+                    return None;
+                }
+                let mut buf = [0u8; 4];
+                for l in c.to_lowercase() {
+                    out.extend_from_slice(l.encode_utf8(&mut buf).as_bytes());
+                }
+                i += c.len_utf8();
+            }
         }
     }
     String::from_utf8(out).ok()
@@ -1311,20 +1325,29 @@ mod tests {
     }
 
     #[test]
-    fn latin1_lowercase_agrees_with_unicode_lowercase() {
-        let latin1: String = (0u32..0x100).filter_map(char::from_u32).collect();
-        for c in latin1.chars() {
+    fn lowercase_by_char_agrees_with_unicode_lowercase() {
+        // Every character alone, then texts that mix Latin-1 with characters beyond it.
+        for c in (0u32..0x3_0000)
+            .filter_map(char::from_u32)
+            .filter(|&c| c != '\u{3a3}')
+        {
             let one = c.to_string();
-            assert_eq!(latin1_lowercase(&one), Some(one.to_lowercase()), "{c:?}");
+            assert_eq!(lowercase_by_char(&one), Some(one.to_lowercase()), "{c:?}");
         }
+        let latin1: String = (0u32..0x100).filter_map(char::from_u32).collect();
         for text in [
             latin1.as_str(),
             "\u{c3}\u{83}\u{c2}\u{a9} CAF\u{c9} \u{d7}\u{de}\u{df}",
+            "\u{c3}\u{a9}\u{2028}\u{130}X\u{1e9e}\u{c9}\u{10400}",
         ] {
-            assert_eq!(latin1_lowercase(text), Some(text.to_lowercase()));
+            assert_eq!(lowercase_by_char(text), Some(text.to_lowercase()));
             assert_eq!(t("lowercase", text), text.to_lowercase());
         }
-        assert_eq!(latin1_lowercase("\u{100}"), None);
+        // A capital sigma lowercases by its neighbours: the general path decides.
+        assert_eq!(lowercase_by_char("\u{c9}\u{3a3}"), None);
+        for text in ["O\u{3a3} \u{3a3}A", "\u{c9}O\u{3a3}"] {
+            assert_eq!(t("lowercase", text), text.to_lowercase());
+        }
         assert_eq!(t("lowercase", "\u{100}\u{c9}"), "\u{101}\u{e9}");
         assert_eq!(t("lowercase", "d\u{e9}j\u{e0} vu"), "d\u{e9}j\u{e0} vu");
     }
