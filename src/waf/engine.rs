@@ -212,7 +212,7 @@ struct Group {
     /// the automaton, since they would otherwise produce a match on every occurrence.
     byte_rules: Vec<(u8, Vec<u32>)>,
     /// The bytes of `byte_rules` as a byte-presence set: a value meets only the byte rules of
-    /// the bytes it shares with this set, usually none or one of some forty.
+    /// the bytes it shares with this set, so the rest are never looked at.
     byte_mask: [u64; 4],
     ac: Option<AhoCorasick>,
     /// For long values: a vectorised search for any of the group's literals, run over the value
