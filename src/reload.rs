@@ -117,6 +117,7 @@ fn check_listeners_unchanged(
                     l.protocol,
                     l.http2,
                     l.client_auth.as_ref().map(|c| c.require),
+                    l.read_buffer_bytes,
                 )
             })
             .collect::<Vec<_>>()

@@ -17,6 +17,7 @@ use crate::tls::mtls::CertFactsCallback;
 use crate::tls::SwappableResolver;
 use arc_swap::ArcSwap;
 use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 use pingora::services::listening::Service;
@@ -87,7 +88,7 @@ pub fn build(
                 };
                 let mut svc = Service::new(format!("redirect {}", listener.name), app);
                 svc.set_connection_filter(filter);
-                svc.add_tcp(&addr);
+                svc.add_listener(endpoint(&addr, listener.read_buffer_bytes));
                 services.push(Box::new(svc));
             }
             ListenerProtocol::Http | ListenerProtocol::Https => {
@@ -114,9 +115,9 @@ pub fn build(
                         if listener.http2 {
                             settings.enable_h2();
                         }
-                        svc.add_tls_with_settings(&addr, None, settings);
+                        svc.add_listener(endpoint(&addr, listener.read_buffer_bytes).tls(settings));
                     }
-                    _ => svc.add_tcp(&addr),
+                    _ => svc.add_listener(endpoint(&addr, listener.read_buffer_bytes)),
                 }
                 services.push(Box::new(svc));
             }
@@ -150,6 +151,11 @@ pub fn build(
         server.add_boxed_service(svc);
     }
     Ok(Built { server, state })
+}
+
+/// A TCP endpoint whose client connections get read buffers of `read_buffer_bytes`.
+fn endpoint(addr: &str, read_buffer_bytes: usize) -> ListenerConfig {
+    ListenerConfig::tcp(addr).l4_buffer(L4BufferSettings::default().read(read_buffer_bytes))
 }
 
 /// A built edge: the pingora server and the state its services share.

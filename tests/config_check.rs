@@ -196,3 +196,26 @@ fn run_refuses_a_bad_config_and_starts_nothing() {
         "nothing listens"
     );
 }
+
+#[test]
+fn read_buffer_size_is_bounded() {
+    let pki = Pki::new();
+    let cfg = base(&pki).replace(
+        "protocol = \"https\"",
+        "protocol = \"https\"\nread_buffer_bytes = 100",
+    );
+    let (ok, _, stderr) = check(&cfg, pki.dir.path());
+    assert!(!ok);
+    assert!(
+        stderr.contains("listeners[0].read_buffer_bytes"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("1024 to 1048576"), "{stderr}");
+    assert!(stderr.contains("portcullis.toml:5"), "line: {stderr}");
+    let cfg = base(&pki).replace(
+        "protocol = \"https\"",
+        "protocol = \"https\"\nread_buffer_bytes = 16384",
+    );
+    let (ok, _, stderr) = check(&cfg, pki.dir.path());
+    assert!(ok, "{stderr}");
+}

@@ -280,3 +280,46 @@ async fn connect_failure_is_retried_on_another_backend() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_read_buffer_still_carries_large_heads_and_bodies() {
+    // `read_buffer_bytes` trades memory per idle connection for more reads: a head and a body
+    // several times the buffer must still arrive whole.
+    let web = backends("web", 1).await;
+    let port = free_port();
+    let cfg = format!(
+        r#"
+[[listeners]]
+name = "plain"
+bind = "127.0.0.1:{port}"
+protocol = "http"
+read_buffer_bytes = 1024
+
+[[sites]]
+name = "web"
+hosts = ["www.example.test"]
+routes = [{{ pool = "web" }}]
+
+[[pools]]
+name = "web"
+backends = [{{ address = "{}" }}]
+"#,
+        web[0].addr
+    );
+    let _edge = EdgeProcess::start(&cfg, &[port]);
+    let pad = "p".repeat(6000);
+    let body = "lorem ipsum ".repeat(4000);
+    let raw = format!(
+        "POST /upload HTTP/1.1\r\nHost: www.example.test\r\nX-Pad: {pad}\r\n\
+         Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let r = send_raw(&mut s, raw.as_bytes()).await.expect("response");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let echo = r.json();
+    assert_eq!(echo["body_bytes"], body.len());
+    assert_eq!(echo["headers"]["x-pad"], pad.as_str());
+}

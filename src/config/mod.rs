@@ -251,6 +251,18 @@ pub struct ListenerConfig {
     /// Redirect listeners: the status code (301, 302, 307 or 308).
     #[serde(default = "default_redirect_status")]
     pub redirect_status: u16,
+    /// Bytes of the read buffer each client connection gets (pingora's default, 64 KiB). A
+    /// smaller buffer holds less memory per idle keep-alive connection and reads large bodies in
+    /// more system calls.
+    #[serde(default = "default_read_buffer_bytes")]
+    pub read_buffer_bytes: usize,
+}
+
+/// The read buffer of a client connection, as pingora sizes it by default.
+pub const DEFAULT_READ_BUFFER_BYTES: usize = 64 * 1024;
+
+fn default_read_buffer_bytes() -> usize {
+    DEFAULT_READ_BUFFER_BYTES
 }
 
 fn default_true() -> bool {

@@ -39,7 +39,13 @@ pub struct ListenerPlan {
     pub proxy_protocol: bool,
     /// Versions and suites a client must offer (HTTPS listeners).
     pub ssl_policy: Option<crate::tls::policy::SslPolicy>,
+    /// Bytes of each client connection's read buffer.
+    pub read_buffer_bytes: usize,
 }
+
+/// Bounds of `read_buffer_bytes`: below 1 KiB a request head takes several reads, and above
+/// 1 MiB the buffer only holds memory.
+const READ_BUFFER_BYTES: std::ops::RangeInclusive<usize> = 1024..=1024 * 1024;
 
 /// Everything the running edge needs, compiled and checked.
 pub struct RuntimePlan {
@@ -220,6 +226,17 @@ fn compile_listeners(
                 "client certificates need an https listener",
             );
         }
+        if !READ_BUFFER_BYTES.contains(&l.read_buffer_bytes) {
+            d.error(
+                &path.key("read_buffer_bytes"),
+                format!(
+                    "{} is out of range ({} to {} bytes)",
+                    l.read_buffer_bytes,
+                    READ_BUFFER_BYTES.start(),
+                    READ_BUFFER_BYTES.end()
+                ),
+            );
+        }
         if !matches!(l.redirect_status, 301 | 302 | 307 | 308) {
             d.error(
                 &path.key("redirect_status"),
@@ -240,6 +257,7 @@ fn compile_listeners(
             client_auth,
             ssl_policy,
             proxy_protocol: l.proxy_protocol,
+            read_buffer_bytes: l.read_buffer_bytes,
         }));
     }
     out
