@@ -258,11 +258,9 @@ pub struct ListenerConfig {
     pub read_buffer_bytes: usize,
 }
 
-/// The read buffer of a client connection, as pingora sizes it by default.
-pub const DEFAULT_READ_BUFFER_BYTES: usize = 64 * 1024;
-
+/// The read buffer of a client connection, as pingora sizes it by default (64 KiB).
 fn default_read_buffer_bytes() -> usize {
-    DEFAULT_READ_BUFFER_BYTES
+    pingora::listeners::DEFAULT_L4_READ_BUFFER_SIZE
 }
 
 fn default_true() -> bool {
