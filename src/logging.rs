@@ -383,8 +383,7 @@ impl<'b> JsonObject<'b> {
         let needs_escape = value.bytes().fold(false, |seen, b| {
             seen | (b < 0x20) | (b == b'"') | (b == b'\\')
         });
-        let plain = !needs_escape;
-        if plain {
+        if !needs_escape {
             self.out.push(b'"');
             self.out.extend_from_slice(value.as_bytes());
             self.out.push(b'"');

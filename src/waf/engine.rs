@@ -1475,9 +1475,9 @@ impl WafPlan {
         let tag = self.id.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ policy.selection_key();
         let mut memo = MEMO.with(|m| std::mem::take(&mut *m.borrow_mut()));
         memo.work.prepare(self);
-        let mut group_active = std::mem::take(&mut memo.group_active);
-        group_active.clear();
-        group_active.resize(self.groups.len(), GroupActive::Unknown);
+        memo.group_active.clear();
+        memo.group_active
+            .resize(self.groups.len(), GroupActive::Unknown);
         let mut found = Findings {
             matched: std::mem::take(&mut memo.matched),
             matches: Vec::new(),
@@ -1513,7 +1513,7 @@ impl WafPlan {
                 &visit,
                 &scope,
                 &mut memo.work,
-                &mut group_active,
+                &mut memo.group_active,
                 &mut found,
             );
             if let (true, Some(k)) = (clean, cache_key) {
@@ -1521,7 +1521,6 @@ impl WafPlan {
                     .remember_clean(k, tag, cache_slot, &var.name, &var.value);
             }
         }
-        memo.group_active = group_active;
         memo.matched = found.matched;
         MEMO.with(|m| *m.borrow_mut() = memo);
         let mut matches = found.matches;
