@@ -1339,6 +1339,8 @@ mod tests {
             latin1.as_str(),
             "\u{c3}\u{83}\u{c2}\u{a9} CAF\u{c9} \u{d7}\u{de}\u{df}",
             "\u{c3}\u{a9}\u{2028}\u{130}X\u{1e9e}\u{c9}\u{10400}",
+            // A titlecase letter is not uppercase, yet lowercases.
+            "\u{1c5}a \u{4e2d}\u{1c5}",
         ] {
             assert_eq!(lowercase_by_char(text), Some(text.to_lowercase()));
             assert_eq!(t("lowercase", text), text.to_lowercase());
