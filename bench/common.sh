@@ -1,5 +1,15 @@
 # Shared by the bench scripts (sourced, not run).
 
+# The cargo profile the benchmarks build and run (Cargo.toml: `production`, the build to deploy,
+# for portcullis and the minimal proxy alike); PROFILE=release measures the quicker build.
+PROFILE=${PROFILE:-production}
+BIN=target/$PROFILE
+
+# Builds the given cargo targets (e.g. `--bin portcullis`) under $PROFILE.
+build_bins() {
+  cargo build --profile "$PROFILE" --quiet "$@"
+}
+
 # Stops the processes in the `pids` array. SIGINT is pingora's fast shutdown (SIGTERM waits out a
 # grace period, and a proxy left listening would share its SO_REUSEPORT port with the next run's).
 stop_pids() {
@@ -52,7 +62,7 @@ TOML
 # (geoip/test-countries.csv, built into $2) with a deny list and a country header, and a request and
 # a response rewrite. None of it refuses the benchmark's benign requests. Reads PROXY_THREADS.
 full_edge_config() {
-  target/release/portcullis geoip build geoip/test-countries.csv -o "$2/countries.mmdb" >/dev/null
+  "$BIN/portcullis" geoip build geoip/test-countries.csv -o "$2/countries.mmdb" >/dev/null
   cat <<TOML
 [server]
 threads = $PROXY_THREADS

@@ -16,7 +16,7 @@ PROXY_THREADS=1
 command -v valgrind >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; }
 for b in nginx wrk; do command -v $b >/dev/null || { echo "needs $b (bench/run.sh installs it)" >&2; exit 1; }; done
 bash scripts/prereqs.sh
-cargo build --release --quiet --bin portcullis --example minimal_proxy --example minimal_proxy_mimalloc
+build_bins --bin portcullis --example minimal_proxy --example minimal_proxy_mimalloc
 require_free_ports 18080 18081 18082 19011 19012 19013 19014 19015
 
 W=$(mktemp -d /tmp/portcullis-instr.XXXX)
@@ -50,9 +50,9 @@ measure() {
 
 {
   echo -e "proxy\trequests\tinstructions/request"
-  measure "portcullis WAF on" 19011 target/release/portcullis run -c "$W/waf-on.toml"
-  measure "portcullis WAF off" 19012 target/release/portcullis run -c "$W/waf-off.toml"
-  measure "portcullis full edge" 19015 target/release/portcullis run -c "$W/full-edge.toml"
-  measure "minimal pingora" 19013 target/release/examples/minimal_proxy 127.0.0.1:19013 127.0.0.1:18081 1
-  measure "minimal pingora+mimalloc" 19014 target/release/examples/minimal_proxy_mimalloc 127.0.0.1:19014 127.0.0.1:18081 1
+  measure "portcullis WAF on" 19011 "$BIN"/portcullis run -c "$W/waf-on.toml"
+  measure "portcullis WAF off" 19012 "$BIN"/portcullis run -c "$W/waf-off.toml"
+  measure "portcullis full edge" 19015 "$BIN"/portcullis run -c "$W/full-edge.toml"
+  measure "minimal pingora" 19013 "$BIN"/examples/minimal_proxy 127.0.0.1:19013 127.0.0.1:18081 1
+  measure "minimal pingora+mimalloc" 19014 "$BIN"/examples/minimal_proxy_mimalloc 127.0.0.1:19014 127.0.0.1:18081 1
 } | column -t -s $'\t'

@@ -26,7 +26,7 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx libnginx-mod-http-modsecurity modsecurity-crs wrk >/dev/null
 fi
 bash scripts/prereqs.sh
-cargo build --release --quiet --bin portcullis --example minimal_proxy --example minimal_proxy_mimalloc
+build_bins --bin portcullis --example minimal_proxy --example minimal_proxy_mimalloc
 
 require_free_ports 18080 18081 18082 19001 19002 19003 19004 19005
 
@@ -39,11 +39,11 @@ start_peer "$W"
 edge_config 19001 prevention > "$W/waf-on.toml"
 edge_config 19002 off > "$W/waf-off.toml"
 full_edge_config 19005 "$W" > "$W/full-edge.toml"
-target/release/portcullis run -c "$W/waf-on.toml" >/dev/null 2>&1 & pids+=($!); WAF_ON=$!
-target/release/portcullis run -c "$W/waf-off.toml" >/dev/null 2>&1 & pids+=($!); WAF_OFF=$!
-target/release/portcullis run -c "$W/full-edge.toml" >/dev/null 2>&1 & pids+=($!); FULL_EDGE=$!
-target/release/examples/minimal_proxy 127.0.0.1:19003 127.0.0.1:18081 "$PROXY_THREADS" >/dev/null 2>&1 & pids+=($!); MINIMAL=$!
-target/release/examples/minimal_proxy_mimalloc 127.0.0.1:19004 127.0.0.1:18081 "$PROXY_THREADS" >/dev/null 2>&1 & pids+=($!); MINIMAL_MI=$!
+"$BIN"/portcullis run -c "$W/waf-on.toml" >/dev/null 2>&1 & pids+=($!); WAF_ON=$!
+"$BIN"/portcullis run -c "$W/waf-off.toml" >/dev/null 2>&1 & pids+=($!); WAF_OFF=$!
+"$BIN"/portcullis run -c "$W/full-edge.toml" >/dev/null 2>&1 & pids+=($!); FULL_EDGE=$!
+"$BIN"/examples/minimal_proxy 127.0.0.1:19003 127.0.0.1:18081 "$PROXY_THREADS" >/dev/null 2>&1 & pids+=($!); MINIMAL=$!
+"$BIN"/examples/minimal_proxy_mimalloc 127.0.0.1:19004 127.0.0.1:18081 "$PROXY_THREADS" >/dev/null 2>&1 & pids+=($!); MINIMAL_MI=$!
 sleep 2
 
 nginx_pids() { pgrep -f "nginx: worker process" | tr '\n' ' '; }

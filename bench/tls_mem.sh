@@ -15,7 +15,7 @@ ulimit -n "$(ulimit -Hn)"   # before the edge starts: it holds 10,000 connection
 command -v nginx >/dev/null && command -v h2load >/dev/null || {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx nghttp2-client >/dev/null; }
 bash scripts/prereqs.sh
-cargo build --release --quiet --bin portcullis
+build_bins --bin portcullis
 
 W=$(mktemp -d /tmp/portcullis-tlsbench.XXXX)
 pids=()
@@ -81,7 +81,7 @@ bind = "127.0.0.1:19445"
 protocol = "http"
 TOML
 bench_site_toml 19446 >> "$W/edge.toml"
-target/release/portcullis run -c "$W/edge.toml" >/dev/null 2>&1 & pids+=($!); EDGE=$!
+"$BIN"/portcullis run -c "$W/edge.toml" >/dev/null 2>&1 & pids+=($!); EDGE=$!
 sleep 2
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 # Idle as started, before any traffic: what the rule sets and listeners hold.
