@@ -18,7 +18,7 @@ use super::target::{
     is_meta, parse_selector, validate_meta, Coll, NameMatch, Selector, N_FIXED_COLLS,
 };
 use super::transform::{
-    apply_chain, byte_set, chain_trigger_bytes, intersects, url_decode_once, Transform,
+    apply_chain, byte_set, chain_set, scan_value, url_decode_once, Transform, TransformSet,
     N_TRANSFORMS,
 };
 
@@ -188,9 +188,9 @@ struct ChainInfo {
     parent: usize,
     last: Option<Transform>,
     full: Vec<Transform>,
-    /// A value with none of these bytes comes through the whole chain unchanged
-    /// ([`chain_trigger_bytes`]).
-    trigger_bytes: Option<[u64; 4]>,
+    /// The chain's transformations: a value that none of them may change comes through the
+    /// whole chain unchanged ([`may_change_set`]).
+    set: TransformSet,
 }
 
 #[derive(Debug)]
@@ -208,6 +208,9 @@ struct Group {
     chains: Vec<usize>,
     /// `chains` plus their prefixes, parents first.
     need_chains: Vec<usize>,
+    /// The transformations of all `need_chains`: a value that none of them may change is its
+    /// own value under every chain of the group.
+    need_set: TransformSet,
     /// Single-byte prefilter literals: (byte, rules) — checked with a byte-presence set instead of
     /// the automaton, since they would otherwise produce a match on every occurrence.
     byte_rules: Vec<(u8, Vec<u32>)>,
@@ -453,7 +456,7 @@ impl Builder {
             parent,
             last: full.last().copied(),
             full: full.to_vec(),
-            trigger_bytes: chain_trigger_bytes(full),
+            set: chain_set(full),
         });
         self.chain_ids.insert(full.to_vec(), id);
         id
@@ -1085,6 +1088,7 @@ impl WafPlan {
                             skip_parsed_body,
                             chains: Vec::new(),
                             need_chains: Vec::new(),
+                            need_set: 0,
                             byte_rules: Vec::new(),
                             byte_mask: [0; 4],
                             ac: None,
@@ -1185,6 +1189,7 @@ impl WafPlan {
             }
             need.sort();
             need.dedup();
+            g.need_set = need.iter().fold(0, |set, &c| set | b.chains[c].set);
             g.need_chains = need;
         }
         let cookie_header_named = rules.iter().any(|r| {
@@ -1504,10 +1509,12 @@ impl WafPlan {
                     continue;
                 }
             }
+            let (raw_present, may_change) = scan_value(var.value.as_bytes());
             let visit = VarVisit {
                 var,
                 groups,
-                raw_present: byte_set(var.value.as_bytes()),
+                raw_present,
+                may_change,
             };
             let clean = self.inspect_var(
                 &visit,
@@ -1559,9 +1566,9 @@ impl WafPlan {
             {
                 continue;
             }
-            self.transform_for_group(group, visit, work);
+            let changed = self.transform_for_group(group, visit, work);
             if group.ac.is_some() || !group.byte_rules.is_empty() {
-                self.collect_candidates(group, visit, work);
+                self.collect_candidates(group, visit, changed, work);
                 clean &= self.try_rules(&work.cands, var, &work.slots, &mut work.det, scope, found);
             }
             clean &= self.try_rules(&group.always, var, &work.slots, &mut work.det, scope, found);
@@ -1591,8 +1598,15 @@ impl WafPlan {
     /// `work.slots`. Chains are shared between groups and steps between chains, so each
     /// (source value, transformation) is computed once per variable (`work.table`), and a chain
     /// none of whose steps acts on a byte of the value is not run at all.
+    /// Returns false when every chain left the value as it is (most values of most groups).
     #[inline]
-    fn transform_for_group(&self, group: &Group, visit: &VarVisit, work: &mut VarWork) {
+    fn transform_for_group(&self, group: &Group, visit: &VarVisit, work: &mut VarWork) -> bool {
+        if group.need_set & visit.may_change == 0 {
+            for &c in &group.need_chains {
+                work.slots[c] = Slot::Raw;
+            }
+            return false;
+        }
         let raw = &*visit.var.value;
         for &c in &group.need_chains {
             let info = &self.chains[c];
@@ -1600,11 +1614,8 @@ impl WafPlan {
                 work.slots[c] = Slot::Raw;
                 continue;
             };
-            if info
-                .trigger_bytes
-                .is_some_and(|bytes| !intersects(&bytes, &visit.raw_present))
-            {
-                // No step of the chain acts on a byte of this value.
+            if info.set & visit.may_change == 0 {
+                // No step of the chain may change this value.
                 work.slots[c] = Slot::Raw;
                 continue;
             }
@@ -1631,7 +1642,7 @@ impl WafPlan {
                 continue;
             }
             let out = if src == usize::MAX {
-                if t.may_change(&visit.raw_present) {
+                if t.bit() & visit.may_change != 0 {
                     t.apply(raw)
                 } else {
                     None
@@ -1655,20 +1666,29 @@ impl WafPlan {
             work.slots[c] = result;
             work.table[mi] = (work.stamp, as_ref);
         }
+        true
     }
 
     /// Fills `work.cands` (sorted) with the group's rules whose prefilter literals occur in one
     /// of the variable's distinct transformed values: each distinct value is scanned once by the
-    /// group's automaton and checked against its byte literals.
+    /// group's automaton and checked against its byte literals. `changed`: whether some chain
+    /// changed the value (else the raw value is the only distinct one).
     #[inline]
-    fn collect_candidates(&self, group: &Group, visit: &VarVisit, work: &mut VarWork) {
+    fn collect_candidates(
+        &self,
+        group: &Group,
+        visit: &VarVisit,
+        changed: bool,
+        work: &mut VarWork,
+    ) {
         let raw = &*visit.var.value;
         // Chains whose values are distinct (chain 0 is the raw value), on the stack and spilling
         // to a Vec only past 32 values. Most chains leave typical values unchanged.
         let mut dstack = [0u32; 32];
         let mut dn = 1usize;
         let mut dspill: Vec<u32> = Vec::new();
-        for &c in &group.need_chains {
+        let chains: &[usize] = if changed { &group.need_chains } else { &[] };
+        for &c in chains {
             if let Slot::Owned(v) = &work.slots[c] {
                 // The prefilter automaton is ASCII case-insensitive, so values that differ only
                 // in ASCII case need a single pass.
@@ -1968,8 +1988,10 @@ struct VarVisit<'v> {
     var: &'v Var<'v>,
     /// The groups of the variable's collection.
     groups: &'v [usize],
-    /// Bytes present in the raw value: transformations that act on none of them are skipped.
+    /// Bytes present in the raw value.
     raw_present: [u64; 4],
+    /// The transformations that may change the raw value (by its bytes): the others are skipped.
+    may_change: TransformSet,
 }
 
 /// Whether a group's rules select a variable of this name (a group of named rules only sees
