@@ -86,10 +86,11 @@ pub fn key(slot: u16, name: &str, value: &str) -> Option<Key> {
     if value.len() > MAX_VALUE || name.len() > MAX_VALUE {
         return None;
     }
+    // No separator between name and value: foldhash mixes each piece's length in, and two keys
+    // that still hash alike only share a set (entries are compared byte for byte).
     let mut h = SEED.build_hasher();
     h.write_u16(slot);
     h.write(name.as_bytes());
-    h.write_u8(0xff);
     h.write(value.as_bytes());
     Some(Key { hash: h.finish() })
 }
