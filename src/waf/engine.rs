@@ -189,7 +189,7 @@ struct ChainInfo {
     last: Option<Transform>,
     full: Vec<Transform>,
     /// The chain's transformations: a value that none of them may change comes through the
-    /// whole chain unchanged ([`may_change_set`]).
+    /// whole chain unchanged ([`may_change_set`](super::transform::may_change_set)).
     set: TransformSet,
 }
 
@@ -1598,7 +1598,9 @@ impl WafPlan {
     /// `work.slots`. Chains are shared between groups and steps between chains, so each
     /// (source value, transformation) is computed once per variable (`work.table`), and a chain
     /// none of whose steps acts on a byte of the value is not run at all.
-    /// Returns false when every chain left the value as it is (most values of most groups).
+    ///
+    /// Returns false when no chain of the group may change the value (most values of most
+    /// groups): every slot the group needs then holds [`Slot::Raw`].
     #[inline]
     fn transform_for_group(&self, group: &Group, visit: &VarVisit, work: &mut VarWork) -> bool {
         if group.need_set & visit.may_change == 0 {
