@@ -2028,8 +2028,8 @@ fn number_text(n: usize) -> Cow<'static, str> {
     }
 }
 
-#[inline]
 /// The value of chain `c` for the current variable (`raw` for chain 0 or an unchanged value).
+#[inline]
 fn resolve<'a>(cache: &'a [Slot], c: usize, raw: &'a str) -> &'a str {
     if c == 0 {
         return raw;

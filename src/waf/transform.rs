@@ -90,12 +90,11 @@ impl Transform {
                     } else {
                         None
                     }
-                } else if let Some(lower) = lowercase_by_char(s) {
-                    (lower != s).then_some(lower)
-                } else if s.chars().any(|c| c.is_uppercase()) {
-                    Some(s.to_lowercase())
                 } else {
-                    None
+                    // A capital sigma, whose lowercase depends on its neighbours, takes the
+                    // general path.
+                    let lower = lowercase_by_char(s).unwrap_or_else(|| s.to_lowercase());
+                    (lower != s).then_some(lower)
                 }
             }
             Transform::CompressWhitespace => compress_whitespace(s),
