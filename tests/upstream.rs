@@ -344,3 +344,57 @@ async fn retryable_status_is_retried_on_another_backend_for_get_only() {
         "a POST is never retried after reaching a backend: {statuses:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_broken_by_backend_is_retried_for_get_only() {
+    // One backend reads each request and closes the connection without answering (a backend that
+    // dies mid-request, on a fresh connection); the other works.
+    let dying = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let dying_addr = dying.local_addr().expect("addr");
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let counter = dropped.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = dying.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                counter.fetch_add(1, Ordering::Relaxed);
+            });
+        }
+    });
+    let good = backends("good", 1).await;
+    let port = free_port();
+    let pool = format!(
+        "{}\nload_balancing = \"round_robin\"\npassive = {{ consecutive_failures = 0 }}\nretry = {{ budget_percent = 100 }}",
+        addr_list(&[(dying_addr.to_string(), None), (good[0].addr.to_string(), None)])
+    );
+    let _edge = EdgeProcess::start(&plain_config(port, &pool), &[port]);
+    for _ in 0..6 {
+        let r = http_get(port, "gw.example.test", "/", &[])
+            .await
+            .expect("get");
+        assert_eq!(
+            r.status, 200,
+            "a GET whose backend closed without answering is retried on the other backend"
+        );
+    }
+    assert!(
+        dropped.load(Ordering::Relaxed) > 0,
+        "the dying backend was tried"
+    );
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        let r = send_raw(&mut s, b"POST / HTTP/1.1\r\nHost: gw.example.test\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi").await.expect("post");
+        statuses.push(r.status);
+    }
+    assert!(
+        statuses.contains(&502),
+        "a POST is never retried after reaching a backend: {statuses:?}"
+    );
+}

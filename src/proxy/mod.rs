@@ -176,6 +176,17 @@ impl RequestCtx {
     }
 }
 
+/// The backend closed or reset the connection before its response was complete: for an
+/// idempotent request, trying another backend is safe (what nginx's `proxy_next_upstream error`
+/// does).
+fn backend_broke_connection(e: &Error) -> bool {
+    e.esource() == &ErrorSource::Upstream
+        && matches!(
+            e.etype(),
+            ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+        )
+}
+
 /// The Host a request is for, as sent and normalized: the Host header, else
 /// the URI authority (HTTP/2).
 fn request_host(req: &RequestHeader) -> Option<(String, String)> {
@@ -356,15 +367,19 @@ impl ProxyHttp for Edge {
         }
         let Some(pool) = ctx.pool() else { return e };
         let more_tries = ctx.tried.len() < pool.retry.max_tries.min(pool.backends.len());
-        let wanted = ctx.retry_status.is_some() || (is_timeout && pool.retry.on_timeout);
-        let retry = if !idempotent {
+        let paid = ctx.retry_status.is_some() || (is_timeout && pool.retry.on_timeout);
+        // Once a response head went to the client, another try would send it a second one.
+        let response_started = session.response_written().is_some();
+        let retry = if !idempotent || response_started {
             false
-        } else if wanted {
+        } else if paid {
             more_tries && pool.retry.budget.try_spend()
         } else {
-            // A reused keep-alive connection the backend had closed: pingora's rule.
+            // A reused keep-alive connection the backend had closed is retried free (pingora's
+            // rule); a fresh one the backend broke (it died mid-request) is paid from the budget.
             e.retry.decide_reuse(client_reused);
-            e.retry() && more_tries
+            more_tries
+                && (e.retry() || (backend_broke_connection(&e) && pool.retry.budget.try_spend()))
         };
         e.set_retry(retry);
         e
