@@ -35,6 +35,7 @@ pub fn build(
     pingora::tls::install_default_crypto_provider();
     let conf = ServerConf {
         threads: plan.threads,
+        work_stealing: plan.work_stealing,
         grace_period_seconds: Some(plan.graceful_shutdown_seconds),
         graceful_shutdown_timeout_seconds: Some(plan.graceful_shutdown_seconds),
         upgrade_sock: plan.upgrade_sock.clone(),

@@ -219,3 +219,19 @@ fn read_buffer_size_is_bounded() {
     let (ok, _, stderr) = check(&cfg, pki.dir.path());
     assert!(ok, "{stderr}");
 }
+
+#[test]
+fn work_stealing_is_a_bool() {
+    let pki = Pki::new();
+    let cfg = format!(
+        "[server]\nthreads = 2\nwork_stealing = \"yes\"\n\n{}",
+        base(&pki)
+    );
+    let (ok, _, stderr) = check(&cfg, pki.dir.path());
+    assert!(!ok);
+    assert!(stderr.contains("server.work_stealing"), "{stderr}");
+    assert!(stderr.contains("portcullis.toml:3"), "line: {stderr}");
+    let cfg = format!("[server]\nwork_stealing = true\n\n{}", base(&pki));
+    let (ok, _, stderr) = check(&cfg, pki.dir.path());
+    assert!(ok, "{stderr}");
+}

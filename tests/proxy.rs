@@ -323,3 +323,53 @@ backends = [{{ address = "{}" }}]
     assert_eq!(echo["body_bytes"], body.len());
     assert_eq!(echo["headers"]["x-pad"], pad.as_str());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_runtime_modes_serve_concurrent_keepalive_connections() {
+    // With `work_stealing = false` (the default) each worker thread runs its own runtime, while the
+    // upstream connection pool is shared: a pooled backend connection opened on one runtime is
+    // reused from another. Both modes must carry concurrent keep-alive traffic to the end.
+    let web = backends("web", 1).await;
+    for work_stealing in [false, true] {
+        let port = free_port();
+        let cfg = format!(
+            r#"
+[server]
+threads = 2
+work_stealing = {work_stealing}
+
+[[listeners]]
+name = "plain"
+bind = "127.0.0.1:{port}"
+protocol = "http"
+
+[[sites]]
+name = "web"
+hosts = ["www.example.test"]
+routes = [{{ pool = "web" }}]
+
+[[pools]]
+name = "web"
+backends = [{{ address = "{}" }}]
+"#,
+            web[0].addr
+        );
+        let _edge = EdgeProcess::start(&cfg, &[port]);
+        let clients = (0..8).map(|c| {
+            tokio::spawn(async move {
+                let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .expect("connect");
+                for i in 0..10 {
+                    let raw = format!("GET /c{c}/r{i} HTTP/1.1\r\nHost: www.example.test\r\n\r\n");
+                    let r = send_raw(&mut s, raw.as_bytes()).await.expect("response");
+                    assert_eq!(r.status, 200, "work_stealing={work_stealing}: {}", r.text());
+                    assert_eq!(r.json()["path"], format!("/c{c}/r{i}"));
+                }
+            })
+        });
+        for client in clients.collect::<Vec<_>>() {
+            client.await.expect("client task");
+        }
+    }
+}

@@ -25,7 +25,9 @@ impl ProxyHttp for Minimal {
     }
 }
 
-/// Runs the proxy: arguments LISTEN UPSTREAM THREADS.
+/// Runs the proxy: arguments LISTEN UPSTREAM THREADS [RUNTIME], RUNTIME being `steal` (pingora's
+/// default: one work-stealing runtime) or `nosteal` (one single-threaded runtime per thread, as
+/// portcullis's `[server] work_stealing = false`), so the ceiling is measured in the edge's mode.
 pub fn main() {
     let args: Vec<String> = std::env::args().collect();
     let listen = args
@@ -37,8 +39,10 @@ pub fn main() {
         .cloned()
         .unwrap_or_else(|| "127.0.0.1:18081".into());
     let threads = args.get(3).and_then(|t| t.parse().ok()).unwrap_or(2);
+    let work_stealing = args.get(4).map(String::as_str) != Some("nosteal");
     let conf = ServerConf {
         threads,
+        work_stealing,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);

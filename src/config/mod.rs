@@ -135,6 +135,12 @@ pub struct ServerConfig {
     /// Worker threads per listener service.
     #[serde(default = "default_threads")]
     pub threads: usize,
+    /// One work-stealing runtime for all worker threads (true), or one single-threaded runtime
+    /// per thread with each connection kept on the thread that accepted it (false, the default):
+    /// less CPU per request (no cross-thread wake-ups or frees) at the price of a less even load
+    /// when a few connections carry most of the traffic. BENCHMARKS.md has the measurements.
+    #[serde(default)]
+    pub work_stealing: bool,
     /// Name of this edge instance: used in `Via` and in logs.
     #[serde(default = "default_node_id")]
     pub node_id: String,
@@ -185,6 +191,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             threads: default_threads(),
+            work_stealing: false,
             node_id: default_node_id(),
             graceful_shutdown_seconds: default_grace(),
             region: None,
