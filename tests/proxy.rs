@@ -326,7 +326,7 @@ backends = [{{ address = "{}" }}]
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_runtime_modes_serve_concurrent_keepalive_connections() {
-    // With `work_stealing = false` (the default) each worker thread runs its own runtime, while the
+    // With `work_stealing = false` each worker thread runs its own runtime, while the
     // upstream connection pool is shared: a pooled backend connection opened on one runtime is
     // reused from another. Both modes must carry concurrent keep-alive traffic to the end.
     let web = backends("web", 1).await;

@@ -135,11 +135,11 @@ pub struct ServerConfig {
     /// Worker threads per listener service.
     #[serde(default = "default_threads")]
     pub threads: usize,
-    /// One work-stealing runtime for all worker threads (true), or one single-threaded runtime
-    /// per thread with each connection kept on the thread that accepted it (false, the default):
-    /// less CPU per request (no cross-thread wake-ups or frees) at the price of a less even load
-    /// when a few connections carry most of the traffic. BENCHMARKS.md has the measurements.
-    #[serde(default)]
+    /// One work-stealing runtime for all worker threads (true, pingora's default), or one
+    /// single-threaded runtime per thread with each HTTP/1 connection kept on the thread that
+    /// accepted it (false): less CPU per HTTP/1 request (no cross-thread wake-ups or frees), but
+    /// slower HTTP/2 and a less even load. BENCHMARKS.md (session 10) has the measurements.
+    #[serde(default = "default_work_stealing")]
     pub work_stealing: bool,
     /// Name of this edge instance: used in `Via` and in logs.
     #[serde(default = "default_node_id")]
@@ -180,6 +180,9 @@ fn default_max_hops() -> usize {
 fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
+fn default_work_stealing() -> bool {
+    true
+}
 fn default_node_id() -> String {
     "portcullis".to_string()
 }
@@ -191,7 +194,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             threads: default_threads(),
-            work_stealing: false,
+            work_stealing: default_work_stealing(),
             node_id: default_node_id(),
             graceful_shutdown_seconds: default_grace(),
             region: None,
