@@ -71,6 +71,36 @@ backends = [{web}]
     )
 }
 
+/// One plain listener on `port` with `listener_extra` keys, after the `server` section, and one
+/// site "web" (host www.example.test) proxying to `backend`.
+fn web_site_config(
+    port: u16,
+    backend: &portcullis::demo::backend::EchoBackend,
+    server: &str,
+    listener_extra: &str,
+) -> String {
+    format!(
+        r#"{server}
+
+[[listeners]]
+name = "plain"
+bind = "127.0.0.1:{port}"
+protocol = "http"
+{listener_extra}
+
+[[sites]]
+name = "web"
+hosts = ["www.example.test"]
+routes = [{{ pool = "web" }}]
+
+[[pools]]
+name = "web"
+backends = [{{ address = "{}" }}]
+"#,
+        backend.addr
+    )
+}
+
 async fn https_get(pki: &Pki, port: u16, host: &str, path: &str, extra: &[(&str, &str)]) -> Resp {
     https_get_sni(pki, port, host, host, path, extra).await
 }
@@ -287,25 +317,7 @@ async fn small_read_buffer_still_carries_large_heads_and_bodies() {
     // several times the buffer must still arrive whole.
     let web = backends("web", 1).await;
     let port = free_port();
-    let cfg = format!(
-        r#"
-[[listeners]]
-name = "plain"
-bind = "127.0.0.1:{port}"
-protocol = "http"
-read_buffer_bytes = 1024
-
-[[sites]]
-name = "web"
-hosts = ["www.example.test"]
-routes = [{{ pool = "web" }}]
-
-[[pools]]
-name = "web"
-backends = [{{ address = "{}" }}]
-"#,
-        web[0].addr
-    );
+    let cfg = web_site_config(port, &web[0], "", "read_buffer_bytes = 1024");
     let _edge = EdgeProcess::start(&cfg, &[port]);
     let pad = "p".repeat(6000);
     let body = "lorem ipsum ".repeat(4000);
@@ -332,28 +344,8 @@ async fn both_runtime_modes_serve_concurrent_keepalive_connections() {
     let web = backends("web", 1).await;
     for work_stealing in [false, true] {
         let port = free_port();
-        let cfg = format!(
-            r#"
-[server]
-threads = 2
-work_stealing = {work_stealing}
-
-[[listeners]]
-name = "plain"
-bind = "127.0.0.1:{port}"
-protocol = "http"
-
-[[sites]]
-name = "web"
-hosts = ["www.example.test"]
-routes = [{{ pool = "web" }}]
-
-[[pools]]
-name = "web"
-backends = [{{ address = "{}" }}]
-"#,
-            web[0].addr
-        );
+        let server = format!("[server]\nthreads = 2\nwork_stealing = {work_stealing}");
+        let cfg = web_site_config(port, &web[0], &server, "");
         let _edge = EdgeProcess::start(&cfg, &[port]);
         let clients = (0..8).map(|c| {
             tokio::spawn(async move {

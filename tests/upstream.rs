@@ -299,49 +299,79 @@ async fn self_chained_call_works_and_a_loop_is_cut_with_508() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retryable_status_is_retried_on_another_backend_for_get_only() {
-    // One backend answers 503 to everything, the other works.
-    let sick = tokio::net::TcpListener::bind("127.0.0.1:0")
+/// A backend that reads each request, then writes `reply` (if any) and closes the connection;
+/// `served` counts the requests it read.
+async fn misbehaving_backend(
+    reply: Option<&'static [u8]>,
+    served: Arc<AtomicUsize>,
+) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let sick_addr = sick.local_addr().expect("addr");
+    let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
-        while let Ok((mut s, _)) = sick.accept().await {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let served = served.clone();
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 let _ = s.read(&mut buf).await;
-                let _ = s.write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\nconnection: close\r\n\r\nsick").await;
+                served.fetch_add(1, Ordering::Relaxed);
+                if let Some(reply) = reply {
+                    let _ = s.write_all(reply).await;
+                }
             });
         }
     });
+    addr
+}
+
+/// Sends six GETs, then six POSTs, each on a fresh connection, through an edge whose round-robin
+/// pool holds `bad` and a working backend (no ejection, a full retry budget). Returns the statuses
+/// of the GETs and of the POSTs.
+async fn get_and_post_beside_a_working_backend(bad: std::net::SocketAddr) -> (Vec<u16>, Vec<u16>) {
     let good = backends("good", 1).await;
     let port = free_port();
     let pool = format!(
         "{}\nload_balancing = \"round_robin\"\npassive = {{ consecutive_failures = 0 }}\nretry = {{ budget_percent = 100 }}",
-        addr_list(&[(sick_addr.to_string(), None), (good[0].addr.to_string(), None)])
+        addr_list(&[(bad.to_string(), None), (good[0].addr.to_string(), None)])
     );
     let _edge = EdgeProcess::start(&plain_config(port, &pool), &[port]);
+    let mut gets = Vec::new();
     for _ in 0..6 {
         let r = http_get(port, "gw.example.test", "/", &[])
             .await
             .expect("get");
-        assert_eq!(
-            r.status, 200,
-            "GET answered 503 is retried on the other backend"
-        );
+        gets.push(r.status);
     }
-    let mut statuses = Vec::new();
+    let mut posts = Vec::new();
     for _ in 0..6 {
         let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .expect("connect");
         let r = send_raw(&mut s, b"POST / HTTP/1.1\r\nHost: gw.example.test\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi").await.expect("post");
-        statuses.push(r.status);
+        posts.push(r.status);
+    }
+    (gets, posts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retryable_status_is_retried_on_another_backend_for_get_only() {
+    // One backend answers 503 to everything, the other works.
+    let sick = misbehaving_backend(
+        Some(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\nconnection: close\r\n\r\nsick"),
+        Arc::default(),
+    )
+    .await;
+    let (gets, posts) = get_and_post_beside_a_working_backend(sick).await;
+    for status in gets {
+        assert_eq!(
+            status, 200,
+            "GET answered 503 is retried on the other backend"
+        );
     }
     assert!(
-        statuses.contains(&503),
-        "a POST is never retried after reaching a backend: {statuses:?}"
+        posts.contains(&503),
+        "a POST is never retried after reaching a backend: {posts:?}"
     );
 }
 
@@ -349,35 +379,12 @@ async fn retryable_status_is_retried_on_another_backend_for_get_only() {
 async fn connection_broken_by_backend_is_retried_for_get_only() {
     // One backend reads each request and closes the connection without answering (a backend that
     // dies mid-request, on a fresh connection); the other works.
-    let dying = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let dying_addr = dying.local_addr().expect("addr");
     let dropped = Arc::new(AtomicUsize::new(0));
-    let counter = dropped.clone();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = dying.accept().await {
-            let counter = counter.clone();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = s.read(&mut buf).await;
-                counter.fetch_add(1, Ordering::Relaxed);
-            });
-        }
-    });
-    let good = backends("good", 1).await;
-    let port = free_port();
-    let pool = format!(
-        "{}\nload_balancing = \"round_robin\"\npassive = {{ consecutive_failures = 0 }}\nretry = {{ budget_percent = 100 }}",
-        addr_list(&[(dying_addr.to_string(), None), (good[0].addr.to_string(), None)])
-    );
-    let _edge = EdgeProcess::start(&plain_config(port, &pool), &[port]);
-    for _ in 0..6 {
-        let r = http_get(port, "gw.example.test", "/", &[])
-            .await
-            .expect("get");
+    let dying = misbehaving_backend(None, dropped.clone()).await;
+    let (gets, posts) = get_and_post_beside_a_working_backend(dying).await;
+    for status in gets {
         assert_eq!(
-            r.status, 200,
+            status, 200,
             "a GET whose backend closed without answering is retried on the other backend"
         );
     }
@@ -385,16 +392,8 @@ async fn connection_broken_by_backend_is_retried_for_get_only() {
         dropped.load(Ordering::Relaxed) > 0,
         "the dying backend was tried"
     );
-    let mut statuses = Vec::new();
-    for _ in 0..6 {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .expect("connect");
-        let r = send_raw(&mut s, b"POST / HTTP/1.1\r\nHost: gw.example.test\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi").await.expect("post");
-        statuses.push(r.status);
-    }
     assert!(
-        statuses.contains(&502),
-        "a POST is never retried after reaching a backend: {statuses:?}"
+        posts.contains(&502),
+        "a POST is never retried after reaching a backend: {posts:?}"
     );
 }
