@@ -29,6 +29,22 @@ require_free_ports() {
   done
 }
 
+# Waits (at most 60 s) until the machine is nearly idle: less than a tenth of one core busy over
+# half a second. A proxy still draining a backlog when its cell ends (nginx + ModSecurity answers a
+# 64 KiB form POST in over a second, so it holds work queued seconds after wrk stops) would
+# otherwise run on during the next cell and skew its figures.
+wait_for_idle() {
+  local busy_limit=$(( $(getconf CLK_TCK) / 20 )) # clock ticks: a tenth of one core over 0.5 s
+  for _ in $(seq 120); do
+    local a b
+    a=$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat)
+    sleep 0.5
+    b=$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat)
+    [ $((b - a)) -le "$busy_limit" ] && return 0
+  done
+  echo "the machine did not become idle within 60 s; going on" >&2
+}
+
 # Starts the peer nginx: origin (18081), nginx + ModSecurity + CRS (18080), plain nginx (18082).
 # The peer's nginx.conf keeps its pid, logs and temp files under /tmp/peer-nginx; its own files go
 # to $1/peer. Reads PEER (the reference setup, ../shared/peer).

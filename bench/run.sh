@@ -57,6 +57,7 @@ results="$W/results.tsv"
 run() { # name, port, pids, lua
   local name=$1 port=$2 pidlist=$3 lua=$4
   local before after out
+  wait_for_idle
   before=$(cpu_ticks $pidlist)
   out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "bench/$lua.lua" "http://127.0.0.1:$port/" 2>&1)
   after=$(cpu_ticks $pidlist)
