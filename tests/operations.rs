@@ -321,6 +321,85 @@ async fn access_log_is_json_and_reopens_on_sigusr1() {
     );
 }
 
+/// A client that leaves before its answer, or a request the WAF blocks, is not an error of the
+/// edge: no ERROR line in the edge's own log (the access and WAF logs record them). A backend that
+/// does not answer in time still gets one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_aborts_and_blocks_are_not_logged_as_errors_but_backend_timeouts_are() {
+    // Accepts, reads nothing and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let silent_addr = silent.local_addr().expect("addr").to_string();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            held.push(stream);
+        }
+    });
+    let (port, admin) = (free_port(), free_port());
+    let cfg = config(port, admin, &silent_addr, "")
+        + &format!(
+            r#"
+[[sites]]
+name = "slow"
+hosts = ["slow.example.test"]
+routes = [{{ pool = "short" }}]
+
+[[pools]]
+name = "short"
+read_timeout_ms = 300
+backends = [{{ address = "{silent_addr}" }}]
+"#
+        );
+    let dir = tempfile::tempdir().expect("dir");
+    let stderr = dir.path().join("edge.log");
+    let edge = EdgeProcess::start_with_stderr_file(&cfg, &[port, admin], &stderr);
+
+    let mut client = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    tokio::io::AsyncWriteExt::write_all(
+        &mut client,
+        get_request("api.example.test", "/wait", &[]).as_bytes(),
+    )
+    .await
+    .expect("send");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(client);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // A chunked body streams, so the WAF blocks it through pingora's error path.
+    let mut client = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let blocked = send_raw(
+        &mut client,
+        b"POST /submit HTTP/1.1\r\nHost: api.example.test\r\n\
+          Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\
+          Connection: close\r\n\r\n1b\r\nq=<script>alert(1)</script>\r\n0\r\n\r\n",
+    )
+    .await
+    .expect("blocked POST");
+    assert_eq!(blocked.status, 403);
+
+    let r = http_get(port, "slow.example.test", "/", &[])
+        .await
+        .expect("get");
+    assert_eq!(r.status, 504);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(edge);
+    let log = std::fs::read_to_string(&stderr).expect("edge log");
+    assert!(
+        log.contains("Fail to proxy") && log.contains("slow.example.test"),
+        "the backend timeout is logged: {log}"
+    );
+    assert!(
+        !log.contains("api.example.test"),
+        "the client abort and the block are not: {log}"
+    );
+}
+
 /// The admin listener's Prometheus text.
 async fn metrics_text(admin: u16) -> String {
     http_get(admin, "admin", "/metrics", &[])

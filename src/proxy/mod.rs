@@ -549,6 +549,16 @@ impl ProxyHttp for Edge {
         }
     }
 
+    /// Pingora writes an ERROR line for every request that ends in an error. Two kinds are no
+    /// failure of the edge, and the access log (and the WAF log) already records them with their
+    /// status: a client that left before its answer, timed out or sent something malformed (nginx
+    /// logs a client abort at `info`), and a request the edge refused on purpose (a WAF block of a
+    /// streamed body, a body over the limit). Only backend and internal failures reach the edge's
+    /// own log.
+    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, e: &Error) -> bool {
+        e.esource() == &ErrorSource::Downstream || ctx.block_reason.is_some()
+    }
+
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         ctx.in_flight = None;
         let status = session.response_written().map_or(0, |r| r.status.as_u16());

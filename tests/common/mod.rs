@@ -108,6 +108,21 @@ impl EdgeProcess {
 
     /// Like [`EdgeProcess::start`]; `show_stdout` passes the access log through to the test output.
     pub fn start_with_stdout(config: &str, ports: &[u16], show_stdout: bool) -> EdgeProcess {
+        let stdout = if show_stdout {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        };
+        Self::spawn(config, ports, stdout, Stdio::inherit())
+    }
+
+    /// Like [`EdgeProcess::start`], with the edge's own log (stderr) written to `stderr_file`.
+    pub fn start_with_stderr_file(config: &str, ports: &[u16], stderr_file: &Path) -> EdgeProcess {
+        let file = std::fs::File::create(stderr_file).expect("create stderr file");
+        Self::spawn(config, ports, Stdio::null(), Stdio::from(file))
+    }
+
+    fn spawn(config: &str, ports: &[u16], stdout: Stdio, stderr: Stdio) -> EdgeProcess {
         let dir = tempfile::tempdir().expect("tempdir");
         let config_path = dir.path().join("portcullis.toml");
         std::fs::write(&config_path, config).expect("write config");
@@ -115,12 +130,8 @@ impl EdgeProcess {
             .args(["run", "-c"])
             .arg(&config_path)
             .env("RUST_LOG", "warn")
-            .stdout(if show_stdout {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
-            .stderr(Stdio::inherit())
+            .stdout(stdout)
+            .stderr(stderr)
             .spawn()
             .expect("spawn portcullis");
         let edge = EdgeProcess {
