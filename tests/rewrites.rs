@@ -51,7 +51,7 @@ actions = [{{ set_request_header = "X-Echoed", value = "{{cond.1.1}}" }}]
 name = "tag-json"
 phase = "response"
 conditions = [{{ response_header = "Content-Type", pattern = 'json' }}, {{ variable = "status", pattern = '^2' }}]
-actions = [{{ set_response_header = "X-Json", value = "yes" }}, {{ delete_response_header = "X-Backend" }}]
+actions = [{{ set_response_header = "X-Json", value = "yes" }}, {{ delete_response_header = "X-Backend" }}, {{ set_response_header = "Server", value = "edge" }}]
 
 [[pools]]
 name = "gw"
@@ -100,6 +100,11 @@ async fn rewrite_matrix() {
         "response-phase rule on content type and status"
     );
     assert!(r.header("x-backend").is_none(), "response-phase delete");
+    assert_eq!(
+        r.header("server"),
+        Some("edge"),
+        "a rule's header outlives the hardening that removes backend banners"
+    );
 
     let r = http_get(
         port,

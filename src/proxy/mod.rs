@@ -489,18 +489,23 @@ impl ProxyHttp for Edge {
         let Some(site) = ctx.site.and_then(|s| plan.sites.get(s)) else {
             return Ok(());
         };
-        if site.rewrites.has_response_rules() {
-            let edits = site.rewrites.apply_response(&rewrites::ResponseVars {
+        // Response rules test the response as the backend sent it, but their edits come after
+        // the hardening: an operator's explicit header (a `Server` of their own, a deleted HSTS)
+        // wins over the default.
+        let rule_edits = if site.rewrites.has_response_rules() {
+            site.rewrites.apply_response(&rewrites::ResponseVars {
                 request: self.request_vars(session, ctx),
                 resp,
-            });
-            rewrites::edit_response(resp, &edits)?;
-        }
-        if let Some(outcome) = &ctx.rewrite {
-            rewrites::edit_response(resp, &outcome.response_headers)?;
-        }
+            })
+        } else {
+            Vec::new()
+        };
         if site.harden_responses {
             harden::harden(resp, site.hsts.as_ref().filter(|_| self.tls))?;
+        }
+        rewrites::edit_response(resp, &rule_edits)?;
+        if let Some(outcome) = &ctx.rewrite {
+            rewrites::edit_response(resp, &outcome.response_headers)?;
         }
         Ok(())
     }
