@@ -387,7 +387,13 @@ backends = [{{ address = "{silent_addr}" }}]
         .await
         .expect("get");
     assert_eq!(r.status, 504);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The backend timeout's line comes last; wait for it (bounded) rather than guess a delay.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&stderr).is_ok_and(|l| l.contains("slow.example.test"))
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     drop(edge);
     let log = std::fs::read_to_string(&stderr).expect("edge log");
     assert!(
