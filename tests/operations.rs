@@ -8,6 +8,7 @@ use common::*;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 
 fn config(port: u16, admin: u16, backend: &str, extra: &str) -> String {
     format!(
@@ -326,17 +327,7 @@ async fn access_log_is_json_and_reopens_on_sigusr1() {
 /// does not answer in time still gets one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_aborts_and_blocks_are_not_logged_as_errors_but_backend_timeouts_are() {
-    // Accepts, reads nothing and never answers.
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let silent_addr = silent.local_addr().expect("addr").to_string();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((stream, _)) = silent.accept().await {
-            held.push(stream);
-        }
-    });
+    let silent_addr = silent_server().await.to_string();
     let (port, admin) = (free_port(), free_port());
     let cfg = config(port, admin, &silent_addr, "")
         + &format!(
@@ -359,12 +350,10 @@ backends = [{{ address = "{silent_addr}" }}]
     let mut client = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
-    tokio::io::AsyncWriteExt::write_all(
-        &mut client,
-        get_request("api.example.test", "/wait", &[]).as_bytes(),
-    )
-    .await
-    .expect("send");
+    client
+        .write_all(get_request("api.example.test", "/wait", &[]).as_bytes())
+        .await
+        .expect("send");
     tokio::time::sleep(Duration::from_millis(300)).await;
     drop(client);
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -245,14 +245,7 @@ async fn stalled_store_times_out() {
         eprintln!("SKIPPED: redis-server is not installed");
         return;
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let holder = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((s, _)) = listener.accept().await {
-            held.push(s);
-        }
-    });
+    let addr = common::silent_server().await;
     let url = format!("redis://{addr}/0");
     for (on_error, expect) in [(OnError::Open, true), (OnError::Closed, false)] {
         let l = RateLimiter::new("site", one_rule(10, 60), store(&url, on_error, "stall:"));
@@ -269,7 +262,6 @@ async fn stalled_store_times_out() {
         }
         assert!(l.store_errors() >= 10);
     }
-    holder.abort();
 }
 
 /// Backend ejections published by one edge are seen by another.

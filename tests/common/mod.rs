@@ -78,6 +78,22 @@ pub async fn backends(prefix: &str, n: usize) -> Vec<EchoBackend> {
     out
 }
 
+/// A server that accepts connections and never reads or answers (a hung backend or store); it
+/// holds them until the test's runtime ends.
+pub async fn silent_server() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    addr
+}
+
 /// A running `portcullis run` process; killed on drop.
 pub struct EdgeProcess {
     child: Child,
