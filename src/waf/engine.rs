@@ -1679,6 +1679,11 @@ impl WafPlan {
     /// of the variable's distinct transformed values: each distinct value is scanned once by the
     /// group's automaton and checked against its byte literals. `changed`: whether some chain
     /// changed the value (else the raw value is the only distinct one).
+    ///
+    /// Only the values of the rules' own chains are scanned, not those of their prefixes: a rule
+    /// can match only where one of its literals occurs in its own chain's value, so a prefix's
+    /// value (an intermediate step) would add nothing but needless candidates. For a long value
+    /// that most steps change, that halves the scans.
     #[inline]
     fn collect_candidates(
         &self,
@@ -1693,9 +1698,15 @@ impl WafPlan {
         let mut dstack = [0u32; 32];
         let mut dn = 1usize;
         let mut dspill: Vec<u32> = Vec::new();
-        let chains: &[usize] = if changed { &group.need_chains } else { &[] };
+        let chains: &[usize] = if changed { &group.chains } else { &[] };
         for &c in chains {
-            if let Slot::Owned(v) = &work.slots[c] {
+            // The slot that holds the chain's value, when the chain changed it.
+            let owner = match work.slots[c] {
+                Slot::Raw => continue,
+                Slot::Owned(_) => c,
+                Slot::Ref(k) => k,
+            };
+            if let Slot::Owned(v) = &work.slots[owner] {
                 // The prefilter automaton is ASCII case-insensitive, so values that differ only
                 // in ASCII case need a single pass.
                 let dup = dstack[..dn].iter().chain(dspill.iter()).any(|&d| {
@@ -1704,10 +1715,10 @@ impl WafPlan {
                 });
                 if !dup {
                     if dn < dstack.len() {
-                        dstack[dn] = c as u32;
+                        dstack[dn] = owner as u32;
                         dn += 1;
                     } else {
-                        dspill.push(c as u32);
+                        dspill.push(owner as u32);
                     }
                 }
             }
