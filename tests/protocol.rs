@@ -152,6 +152,13 @@ async fn limits_answer_with_their_status() {
     let _edge = EdgeProcess::start(&config(port, backend.addr), &[port]);
     let long_uri = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(5000));
     assert_eq!(raw(port, long_uri.as_bytes()).await, 414);
+    let longer_than_the_head_limit =
+        format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(9000));
+    assert_eq!(
+        raw(port, longer_than_the_head_limit.as_bytes()).await,
+        414,
+        "a target longer than the whole head may be is still a target too long"
+    );
     let many: String = (0..60).map(|i| format!("X-{i}: v\r\n")).collect();
     assert_eq!(
         raw(

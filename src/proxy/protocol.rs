@@ -110,17 +110,18 @@ pub fn check_head(
     raw_head: Option<&[u8]>,
     limits: &Limits,
 ) -> Result<(), Violation> {
-    if let Some(raw) = raw_head {
-        check_raw_head(raw, limits)?;
-    } else {
-        check_h2_headers(req)?;
-    }
+    // Before the head's size: a target too long to fit the head is still a target too long.
     let target_len = req.uri.path_and_query().map_or(0, |p| p.as_str().len());
     if target_len > limits.max_uri_bytes {
         return Err(Violation {
             status: 414,
             reason: "request-target too long",
         });
+    }
+    if let Some(raw) = raw_head {
+        check_raw_head(raw, limits)?;
+    } else {
+        check_h2_headers(req)?;
     }
     if req.headers.len() > limits.max_header_count {
         return Err(Violation {
