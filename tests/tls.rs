@@ -155,6 +155,53 @@ async fn tls12_and_tls13_are_both_negotiated() {
     }
 }
 
+/// Everything the edge sends on a plain TCP connection after `bytes`, until it closes.
+async fn plain_exchange(port: u16, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    tcp.write_all(bytes).await.expect("write");
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tcp.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the edge closes the connection")
+    .ok();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_on_the_https_port_gets_a_400_that_says_so() {
+    let s = setup().await;
+    let answer = plain_exchange(
+        s.port,
+        get_request("alpha.example.test", "/", &[]).as_bytes(),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer:?}");
+    assert!(answer.contains("HTTPS"), "{answer:?}");
+    assert!(answer.contains("Connection: close"), "{answer:?}");
+
+    // Other bytes that are not TLS are closed without a word.
+    assert_eq!(plain_exchange(s.port, b"SSH-2.0-probe\r\n").await, "");
+
+    // The listener still serves TLS.
+    let cfg = client_config(&s.pki, rustls::ALL_VERSIONS, &[b"http/1.1"]);
+    let mut tls = tls_connect(cfg, s.port, "alpha.example.test")
+        .await
+        .expect("handshake");
+    let r = send_raw(
+        &mut tls,
+        get_request("alpha.example.test", "/", &[]).as_bytes(),
+    )
+    .await
+    .expect("response");
+    assert_eq!(r.status, 200);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alpn_serves_http1_and_h2() {
     let s = setup().await;

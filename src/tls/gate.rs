@@ -18,7 +18,7 @@ use pingora::{Error, ErrorType, Result};
 use std::os::unix::io::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How long a client may take to send its ClientHello.
 const HELLO_DEADLINE: Duration = Duration::from_secs(10);
@@ -61,6 +61,10 @@ impl PreTlsProcess for HelloGate {
         let info = match parsed {
             Err(_) => return self.refuse("client_hello_timeout"),
             Ok(Parsed::Incomplete) => return self.refuse("client_hello_incomplete"),
+            Ok(Parsed::NotTls) if hello::looks_like_http(&buf) => {
+                answer_plain_http(stream).await;
+                return self.refuse("plain_http");
+            }
             Ok(Parsed::NotTls) => return self.refuse("not_tls"),
             Ok(Parsed::Hello(info)) => info,
         };
@@ -132,6 +136,24 @@ impl HelloGate {
         stream.set_socket_digest(digest);
         Ok(())
     }
+}
+
+/// What a client that spoke plain HTTP to an HTTPS listener reads (nginx answers the same
+/// mistake with a 400 too): a clear answer instead of a silently closed connection.
+const PLAIN_HTTP_BODY: &str = "This port speaks HTTPS: use an https:// URL.\n";
+
+/// Writes a 400 with [`PLAIN_HTTP_BODY`], giving up after a second (the client may not read).
+async fn answer_plain_http(stream: &mut L4Stream) {
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{PLAIN_HTTP_BODY}",
+        PLAIN_HTTP_BODY.len()
+    );
+    let write = async {
+        stream.write_all(answer.as_bytes()).await?;
+        stream.flush().await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
 }
 
 /// Reads until a complete ClientHello is buffered (or the peer stops).

@@ -66,6 +66,13 @@ pub fn parse(buf: &[u8]) -> Parsed {
     }
 }
 
+/// Whether bytes that are not TLS start like an HTTP/1 request line: a method token of
+/// uppercase letters, then a space (`GET /`, `POST /`, `PRI * HTTP/2.0` for cleartext h2).
+pub fn looks_like_http(buf: &[u8]) -> bool {
+    let method = buf.iter().take_while(|b| b.is_ascii_uppercase()).count();
+    (3..=7).contains(&method) && buf.get(method) == Some(&b' ')
+}
+
 /// A cursor over a byte slice where every read is bounds-checked.
 struct Reader<'a>(&'a [u8]);
 
@@ -181,6 +188,13 @@ mod tests {
             assert_eq!(parse(&rec[..cut]), Parsed::Incomplete, "cut at {cut}");
         }
         assert_eq!(parse(b"GET / HTTP/1.1\r\n\r\n"), Parsed::NotTls);
+        assert!(looks_like_http(b"GET / HTTP/1.1\r\n"));
+        assert!(looks_like_http(b"OPTIONS * HTTP/1.1\r\n"));
+        assert!(looks_like_http(b"PRI * HTTP/2.0\r\n"));
+        assert!(!looks_like_http(b"get / HTTP/1.1\r\n"));
+        assert!(!looks_like_http(b"SSH-2.0-OpenSSH\r\n"));
+        assert!(!looks_like_http(b"GE"));
+        assert!(!looks_like_http(&rec));
         let mut bad = rec.clone();
         bad[9] = 0xff; // corrupt the hello's legacy version length area
         let _ = parse(&bad); // must not panic
