@@ -161,11 +161,49 @@ fn init_logging(json: bool) {
         .with_env_filter(filter)
         .with_ansi(ansi)
         .with_writer(std::io::stderr);
-    let _ = if json {
-        builder.json().flatten_event(true).try_init()
+    let installed = if json {
+        tracing::subscriber::set_global_default(builder.json().flatten_event(true).finish())
     } else {
-        builder.compact().try_init()
+        tracing::subscriber::set_global_default(builder.compact().finish())
     };
+    if installed.is_ok() && log::set_boxed_logger(Box::new(PingoraLog::default())).is_ok() {
+        log::set_max_level(tracing_log::AsLog::as_log(
+            &tracing::level_filters::LevelFilter::current(),
+        ));
+    }
+}
+
+/// Carries the `log` records of pingora (and other crates) into the edge's tracing output, except
+/// pingora's ERROR line for a handshake the ClientHello gate refused (see
+/// [`crate::tls::gate::REFUSED`]: counted in the metrics, and at DEBUG).
+#[derive(Default)]
+struct PingoraLog(tracing_log::LogTracer);
+
+impl PingoraLog {
+    fn is_counted_refusal(record: &log::Record) -> bool {
+        record.level() == log::Level::Error
+            && record.target() == "pingora_core::services::listening"
+            && record
+                .args()
+                .to_string()
+                .contains(crate::tls::gate::REFUSED)
+    }
+}
+
+impl log::Log for PingoraLog {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        self.0.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record) {
+        if !Self::is_counted_refusal(record) {
+            self.0.log(record);
+        }
+    }
+
+    fn flush(&self) {
+        self.0.flush();
+    }
 }
 
 /// Loads and compiles a file, printing every diagnostic to stderr.

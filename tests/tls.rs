@@ -202,6 +202,102 @@ async fn plain_http_on_the_https_port_gets_a_400_that_says_so() {
     assert_eq!(r.status, 200);
 }
 
+/// The value of one Prometheus sample line (`name{labels} value`), 0 when absent.
+fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Connections the ClientHello gate refuses (TCP health checks that connect and close, plain
+/// HTTP, other bytes) are counted by reason and leave no ERROR line; a handshake that fails
+/// inside rustls still logs one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_handshakes_are_counted_not_logged_as_errors() {
+    let pki = Pki::new();
+    let b = backends("gw", 1).await;
+    let (cert, key) = pki.issue("api", &["api.example.test"]);
+    let (port, admin) = (free_port(), free_port());
+    let cfg = format!(
+        r#"
+[admin]
+bind = "127.0.0.1:{admin}"
+
+[[listeners]]
+name = "https"
+bind = "127.0.0.1:{port}"
+protocol = "https"
+[[listeners.certificates]]
+cert = "{}"
+key = "{}"
+default = true
+
+[[sites]]
+name = "s"
+hosts = ["*"]
+routes = [{{ pool = "gw" }}]
+
+[[pools]]
+name = "gw"
+backends = [{{ address = "{}" }}]
+"#,
+        cert.display(),
+        key.display(),
+        b[0].addr
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let stderr = dir.path().join("edge.log");
+    let edge = EdgeProcess::start_with_stderr_file(&cfg, &[port, admin], &stderr);
+
+    for _ in 0..3 {
+        drop(
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .expect("connect"),
+        );
+    }
+    plain_exchange(port, b"GET / HTTP/1.1\r\nHost: api.example.test\r\n\r\n").await;
+    plain_exchange(port, b"SSH-2.0-probe\r\n").await;
+    // A client that does not trust the edge's certificate aborts the handshake inside rustls.
+    let stranger = Pki::new();
+    let untrusting = client_config(&stranger, rustls::ALL_VERSIONS, &[b"http/1.1"]);
+    assert!(tls_connect(untrusting, port, "api.example.test")
+        .await
+        .is_err());
+
+    let metrics = http_get(admin, "admin", "/metrics", &[])
+        .await
+        .expect("metrics")
+        .text();
+    let refused = |reason: &str| {
+        sample(
+            &metrics,
+            &format!("portcullis_tls_handshake_failures_total{{reason=\"{reason}\"}}"),
+        )
+    };
+    assert!(refused("client_hello_incomplete") >= 3.0, "{metrics}");
+    assert_eq!(refused("plain_http"), 1.0, "{metrics}");
+    assert_eq!(refused("not_tls"), 1.0, "{metrics}");
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !std::fs::read_to_string(&stderr).is_ok_and(|l| l.contains("handshake error"))
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    drop(edge);
+    let log = std::fs::read_to_string(&stderr).expect("edge log");
+    assert!(
+        !log.contains("TLS handshake refused"),
+        "refusals leave no ERROR line: {log}"
+    );
+    assert!(
+        log.contains("Downstream handshake error"),
+        "the rustls failure is logged: {log}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alpn_serves_http1_and_h2() {
     let s = setup().await;

@@ -51,6 +51,57 @@ backends = [{{ address = "{backend}" }}]
     )
 }
 
+/// An HTTPS listener with HTTP/2, to add to [`config`].
+fn h2_listener(port: u16, cert: &std::path::Path, key: &std::path::Path) -> String {
+    format!(
+        r#"
+[[listeners]]
+name = "h2"
+bind = "127.0.0.1:{port}"
+protocol = "https"
+http2 = true
+[[listeners.certificates]]
+cert = "{}"
+key = "{}"
+default = true
+"#,
+        cert.display(),
+        key.display()
+    )
+}
+
+/// Sends one request on an HTTP/2 connection, its body (if any) in DATA frames of `chunk`
+/// bytes, and returns the status.
+async fn h2_status(
+    client: &h2::client::SendRequest<bytes::Bytes>,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    chunk: usize,
+) -> u16 {
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(format!("https://api.example.test{path}"));
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let req = req.body(()).expect("request");
+    let mut client = client.clone().ready().await.expect("ready");
+    let (response, mut stream) = client.send_request(req, body.is_empty()).expect("send");
+    let pieces: Vec<&[u8]> = body.chunks(chunk.max(1)).collect();
+    for (i, piece) in pieces.iter().enumerate() {
+        // A stream the edge already answered may refuse more data: the status still tells.
+        if stream
+            .send_data(bytes::Bytes::copy_from_slice(piece), i + 1 == pieces.len())
+            .is_err()
+        {
+            break;
+        }
+    }
+    response.await.expect("response").status().as_u16()
+}
+
 async fn post(port: u16, host: &str, ctype: &str, body: &str, chunked: bool) -> Resp {
     let req = if chunked {
         format!("POST /submit HTTP/1.1\r\nHost: {host}\r\nContent-Type: {ctype}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n", body.len())
@@ -260,5 +311,74 @@ async fn blocks_reports_and_logs() {
             .iter()
             .any(|l| l["action"] == "Detected" && l["site"] == "watching"),
         "detection mode logs Detected"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_requests_are_inspected_like_http1_stream_by_stream() {
+    let b = backends("gw", 1).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let pki = Pki::new();
+    let (cert, key) = pki.issue("api", &["api.example.test"]);
+    let (port, h2_port) = (free_port(), free_port());
+    let cfg =
+        config(port, b[0].addr, &dir.path().join("waf.log")) + &h2_listener(h2_port, &cert, &key);
+    let _edge = EdgeProcess::start(&cfg, &[port, h2_port]);
+
+    let tls = tls_connect(
+        client_config(&pki, tokio_rustls::rustls::ALL_VERSIONS, &[b"h2"]),
+        h2_port,
+        "api.example.test",
+    )
+    .await
+    .expect("handshake");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (client, connection) = h2::client::handshake(tls).await.expect("h2 handshake");
+    tokio::spawn(connection);
+
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let json = [("content-type", "application/json")];
+    let attack_form = b"user=admin&pass=x%27%20UNION%20SELECT%20password%20FROM%20users--";
+    let attack_json = br#"{"user":{"bio":"<img src=x onerror=alert(document.cookie)>"}}"#;
+    let benign_json = br#"{"user":{"name":"O'Reilly","note":"select a plan"}}"#;
+    // All at once on one connection: each stream gets its own verdict.
+    let (query_attack, form_attack, json_attack, header_attack, benign_get, benign_post) = tokio::join!(
+        h2_status(
+            &client,
+            "GET",
+            "/products?id=1%27%20OR%20%271%27%3D%271",
+            &[],
+            b"",
+            1
+        ),
+        h2_status(&client, "POST", "/submit", &form, attack_form, 7),
+        h2_status(&client, "POST", "/submit", &json, attack_json, 5),
+        h2_status(
+            &client,
+            "GET",
+            "/",
+            &[("user-agent", "() { :; }; /bin/bash -c 'id'")],
+            b"",
+            1
+        ),
+        h2_status(&client, "GET", "/products?id=42&sort=price", &[], b"", 1),
+        h2_status(&client, "POST", "/submit", &json, benign_json, 9),
+    );
+    assert_eq!(query_attack, 403, "attack in the query");
+    assert_eq!(
+        form_attack, 403,
+        "attack in a form body sent in DATA frames"
+    );
+    assert_eq!(
+        json_attack, 403,
+        "attack in a JSON body sent in DATA frames"
+    );
+    assert_eq!(header_attack, 403, "attack in a header");
+    assert_eq!(benign_get, 200);
+    assert_eq!(benign_post, 200);
+    assert_eq!(
+        b[0].requests.load(Ordering::Relaxed),
+        2,
+        "only the two benign streams reach the backend"
     );
 }

@@ -28,6 +28,12 @@ pub struct HelloGate {
     pub listener: usize,
 }
 
+/// How every refusal's error begins. Pingora logs each failed handshake at ERROR; for these the
+/// edge's log bridge ([`crate::cli`]) drops that line, since the metric counts them by reason and
+/// a load balancer's TCP health checks (connect, then close) would otherwise log an error every few
+/// seconds. They stay visible at DEBUG.
+pub const REFUSED: &str = "TLS handshake refused";
+
 impl HelloGate {
     fn refuse(&self, reason: &'static str) -> Result<()> {
         self.state
@@ -35,10 +41,8 @@ impl HelloGate {
             .tls_handshake_failures
             .with_label_values(&[reason])
             .inc();
-        Error::e_explain(
-            ErrorType::HandshakeError,
-            format!("TLS handshake refused: {reason}"),
-        )
+        tracing::debug!(reason, listener = self.listener, "{REFUSED}");
+        Error::e_explain(ErrorType::HandshakeError, format!("{REFUSED}: {reason}"))
     }
 }
 
