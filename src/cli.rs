@@ -173,21 +173,34 @@ fn init_logging(json: bool) {
     }
 }
 
-/// Carries the `log` records of pingora (and other crates) into the edge's tracing output, except
-/// pingora's ERROR line for a handshake the ClientHello gate refused (see
-/// [`crate::tls::gate::REFUSED`]: counted in the metrics, and at DEBUG).
+/// Pingora ERROR lines that are no error of the edge, by module and a text in the message. They
+/// are passed on at DEBUG.
+const DEMOTED_PINGORA_ERRORS: &[(&str, &str)] = &[
+    // A handshake the ClientHello gate refused: counted by reason in
+    // portcullis_tls_handshake_failures_total, and a load balancer's TCP health check (connect,
+    // then close) would log one every few seconds.
+    (
+        "pingora_core::services::listening",
+        crate::tls::gate::REFUSED,
+    ),
+    // A pooled backend connection its idle watcher still held (typically one the backend had
+    // just closed): pingora connects anew.
+    (
+        "pingora_core::connectors",
+        "failed to acquire reusable stream",
+    ),
+];
+
+/// Carries the `log` records of pingora (and other crates) into the edge's tracing output, with
+/// [`DEMOTED_PINGORA_ERRORS`] at DEBUG.
 #[derive(Default)]
 struct PingoraLog(tracing_log::LogTracer);
 
-impl PingoraLog {
-    fn is_counted_refusal(record: &log::Record) -> bool {
-        record.level() == log::Level::Error
-            && record.target() == "pingora_core::services::listening"
-            && record
-                .args()
-                .to_string()
-                .contains(crate::tls::gate::REFUSED)
-    }
+fn is_demoted(record: &log::Record) -> bool {
+    record.level() == log::Level::Error
+        && DEMOTED_PINGORA_ERRORS.iter().any(|(module, text)| {
+            record.target() == *module && record.args().to_string().contains(text)
+        })
 }
 
 impl log::Log for PingoraLog {
@@ -196,9 +209,19 @@ impl log::Log for PingoraLog {
     }
 
     fn log(&self, record: &log::Record) {
-        if !Self::is_counted_refusal(record) {
-            self.0.log(record);
+        if !is_demoted(record) {
+            return self.0.log(record);
         }
+        self.0.log(
+            &log::Record::builder()
+                .level(log::Level::Debug)
+                .target(record.target())
+                .args(*record.args())
+                .module_path(record.module_path())
+                .file(record.file())
+                .line(record.line())
+                .build(),
+        );
     }
 
     fn flush(&self) {

@@ -28,10 +28,10 @@ pub struct HelloGate {
     pub listener: usize,
 }
 
-/// How every refusal's error begins. Pingora logs each failed handshake at ERROR; for these the
-/// edge's log bridge ([`crate::cli`]) drops that line, since the metric counts them by reason and
-/// a load balancer's TCP health checks (connect, then close) would otherwise log an error every few
-/// seconds. They stay visible at DEBUG.
+/// How every refusal's error begins. Pingora logs each failed handshake at ERROR; the edge's log
+/// bridge (`DEMOTED_PINGORA_ERRORS` in `cli.rs`) passes these on at DEBUG, since the metric counts
+/// them by reason and a load balancer's TCP health checks would otherwise log an error every few
+/// seconds.
 pub const REFUSED: &str = "TLS handshake refused";
 
 impl HelloGate {
@@ -41,7 +41,6 @@ impl HelloGate {
             .tls_handshake_failures
             .with_label_values(&[reason])
             .inc();
-        tracing::debug!(reason, listener = self.listener, "{REFUSED}");
         Error::e_explain(ErrorType::HandshakeError, format!("{REFUSED}: {reason}"))
     }
 }
