@@ -103,15 +103,35 @@ async fn h2_status(
 }
 
 async fn post(port: u16, host: &str, ctype: &str, body: &str, chunked: bool) -> Resp {
-    let req = if chunked {
-        format!("POST /submit HTTP/1.1\r\nHost: {host}\r\nContent-Type: {ctype}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n", body.len())
+    post_bytes(
+        port,
+        host,
+        &format!("Content-Type: {ctype}\r\n"),
+        body.as_bytes(),
+        chunked,
+    )
+    .await
+}
+
+/// POSTs `body` with the header lines in `headers` (each ending in CRLF).
+async fn post_bytes(port: u16, host: &str, headers: &str, body: &[u8], chunked: bool) -> Resp {
+    let mut req =
+        format!("POST /submit HTTP/1.1\r\nHost: {host}\r\n{headers}Connection: close\r\n")
+            .into_bytes();
+    if chunked {
+        req.extend_from_slice(
+            format!("Transfer-Encoding: chunked\r\n\r\n{:x}\r\n", body.len()).as_bytes(),
+        );
+        req.extend_from_slice(body);
+        req.extend_from_slice(b"\r\n0\r\n\r\n");
     } else {
-        format!("POST /submit HTTP/1.1\r\nHost: {host}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
-    };
+        req.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+        req.extend_from_slice(body);
+    }
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
-    send_raw(&mut s, req.as_bytes()).await.expect("response")
+    send_raw(&mut s, &req).await.expect("response")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -381,4 +401,80 @@ async fn http2_requests_are_inspected_like_http1_stream_by_stream() {
         2,
         "only the two benign streams reach the backend"
     );
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).expect("write");
+    e.finish().expect("finish")
+}
+
+/// Compressed bodies are inspected decoded and forwarded as sent; a coding the WAF cannot decode
+/// is refused, and so is a body that decodes past the inspection limit, unless the site inspects
+/// prefixes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_bodies_are_inspected_decoded() {
+    let b = backends("gw", 1).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let _edge = EdgeProcess::start(
+        &config(port, b[0].addr, &dir.path().join("waf.log")),
+        &[port],
+    );
+    let seen = || b[0].requests.load(Ordering::Relaxed);
+    let json_gzip = "Content-Type: application/json\r\nContent-Encoding: gzip\r\n";
+
+    let benign = gzip(br#"{"user":{"name":"O'Reilly","note":"select a plan"}}"#);
+    for chunked in [false, true] {
+        let r = post_bytes(port, "api.example.test", json_gzip, &benign, chunked).await;
+        assert_eq!(r.status, 200, "a compressed JSON body parses and passes");
+        assert_eq!(
+            r.json()["body_bytes"].as_u64(),
+            Some(benign.len() as u64),
+            "the backend gets the body as sent"
+        );
+    }
+    assert_eq!(seen(), 2);
+
+    let form = gzip(b"user=admin&pass=x%27%20UNION%20SELECT%20password%20FROM%20users--");
+    let json = gzip(br#"{"user":{"bio":"<img src=x onerror=alert(document.cookie)>"}}"#);
+    let form_gzip = "Content-Type: application/x-www-form-urlencoded\r\nContent-Encoding: gzip\r\n";
+    let json_layers = "Content-Type: application/json\r\nContent-Encoding: identity, x-gzip\r\n";
+    for (headers, body, chunked) in [
+        (form_gzip, &form, false),
+        (json_gzip, &json, true),
+        (json_layers, &json, false),
+    ] {
+        let r = post_bytes(port, "api.example.test", headers, body, chunked).await;
+        assert_eq!(r.status, 403, "an attack in a compressed body: {headers:?}");
+    }
+    let r = post_bytes(
+        port,
+        "api.example.test",
+        "Content-Type: text/plain\r\nContent-Encoding: zstd\r\n",
+        b"whatever",
+        false,
+    )
+    .await;
+    assert_eq!(r.status, 403, "a coding the WAF cannot decode");
+    assert_eq!(seen(), 2, "none of them reached the backend");
+
+    // 40 KB that decode to 10 MB, past the 64 KiB inspection limit.
+    let bomb = gzip(&vec![b'a'; 10 << 20]);
+    let r = post_bytes(port, "api.example.test", json_gzip, &bomb, false).await;
+    assert_eq!(r.status, 413, "refused where oversized bodies are");
+    let r = post_bytes(
+        port,
+        "prefix.example.test",
+        "Content-Type: text/plain\r\nContent-Encoding: gzip\r\n",
+        &bomb,
+        true,
+    )
+    .await;
+    assert_eq!(
+        r.status, 200,
+        "inspected as a prefix where the site asks for it"
+    );
+    assert_eq!(seen(), 3);
 }

@@ -134,6 +134,10 @@ pub struct WafDetails<'a> {
     pub target: &'a str,
 }
 
+/// Why a body whose content coding expands past the inspection limit is refused (413) where
+/// oversized bodies are (`waf_oversized_body = "reject"`): its end could not be inspected.
+const DECODED_OVER_LIMIT: &str = "payload too large: decoded body over the WAF inspection limit";
+
 /// The WAF stage of the request path.
 impl super::Edge {
     /// Inspects a request whose body (if any) was read ahead; defers to the
@@ -185,9 +189,15 @@ impl super::Edge {
         }
         let body = ctx.body.as_ref().map_or(&[][..], |b| &b.data[..]);
         let verdict = evaluate(&ctx.plan.waf, policy, session.req_header(), body, false);
+        let decoded_over_limit = verdict.decoded_body_over_limit;
         if self.record_verdict(ctx, policy, verdict) {
             let trace = ctx.trace.as_ref().map(trace::Trace::render);
             block_page(session, &ctx.request_id, trace.as_deref()).await?;
+            return Ok(false);
+        }
+        if decoded_over_limit && self.rejects_oversized(site) {
+            ctx.block_reason = Some("size");
+            super::respond::text(session, 413, &ctx.request_id, DECODED_OVER_LIMIT).await?;
             return Ok(false);
         }
         Ok(true)
@@ -232,10 +242,18 @@ impl super::Edge {
         ctx.waf_deferred = false;
         let inspected = &ctx.held[..ctx.held.len().min(policy.body_limit)];
         let verdict = evaluate(&plan.waf, policy, session.req_header(), inspected, over);
+        let decoded_over_limit = verdict.decoded_body_over_limit;
         if self.record_verdict(ctx, policy, verdict) {
             return pingora::Error::e_explain(
                 pingora::ErrorType::HTTPStatus(403),
                 "blocked by the WAF",
+            );
+        }
+        if decoded_over_limit && self.rejects_oversized(site) {
+            ctx.block_reason = Some("size");
+            return pingora::Error::e_explain(
+                pingora::ErrorType::HTTPStatus(413),
+                DECODED_OVER_LIMIT,
             );
         }
         *body = Some(ctx.held.split().freeze());

@@ -8,6 +8,7 @@ use aho_corasick::{packed, AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, Mat
 
 use super::body::{parse_body, parse_urlencoded_into, request_text, Arg, ParsedBody};
 use super::clean_cache;
+use super::encoding;
 use super::policy::{Exclusion, Mode, Policy};
 use super::prefilter::{first_bytes, required_literals};
 use super::request::HttpRequest;
@@ -293,6 +294,9 @@ pub struct Verdict {
     /// True when the score reached the threshold (whatever the mode).
     pub over_threshold: bool,
     pub matches: Vec<RuleMatch>,
+    /// The body was sent in a content coding and decoded past the inspection limit: only its
+    /// first `body_limit` bytes were inspected (see [`super::encoding`]).
+    pub decoded_body_over_limit: bool,
 }
 
 /// A variable extracted from the request.
@@ -1467,7 +1471,21 @@ impl WafPlan {
         if policy.mode == Mode::Off {
             return Verdict::default();
         }
-        let inputs = parse_inputs(req);
+        let decoded = encoding::decode(
+            req.header("content-encoding"),
+            req.body,
+            req.body_truncated,
+            policy.body_limit,
+        );
+        let req = &HttpRequest {
+            body: &decoded.bytes,
+            body_truncated: decoded.truncated,
+            ..*req
+        };
+        let mut inputs = parse_inputs(req);
+        if let Some(e) = decoded.error {
+            inputs.body.error = Some(e);
+        }
         let ctx = self.build_ctx(req, &inputs);
         let scope = Scope {
             ctx: &ctx,
@@ -1542,6 +1560,7 @@ impl WafPlan {
             blocked: over && policy.mode == Mode::Prevention,
             over_threshold: over,
             matches,
+            decoded_body_over_limit: decoded.over_limit,
         }
     }
 

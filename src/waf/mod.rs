@@ -7,6 +7,7 @@
 pub mod body;
 pub mod clean_cache;
 pub mod detect;
+pub mod encoding;
 pub mod engine;
 pub mod policy;
 pub mod prefilter;

@@ -1,0 +1,247 @@
+//! Request bodies sent in a content coding (`Content-Encoding: gzip`, `deflate`, `br`): the
+//! engine inspects them decoded, as a backend that accepts them reads them. Without this, an
+//! attack in a compressed body would pass unseen, and a compressed JSON body would fail to parse
+//! (and be blocked as malformed). The edge forwards the body as the client sent it.
+//!
+//! Decoding stops at the inspection limit, so a small body that expands without end (a
+//! decompression bomb) costs at most that much memory; the result says when the decoded body
+//! went past the limit, for the edge to refuse it where oversized bodies are refused. A coding
+//! the engine cannot decode, or data that is not what its coding says, is a body error (the
+//! `reqbody_error` target): the body cannot be inspected.
+
+use std::borrow::Cow;
+use std::io::Read;
+
+/// Most content codings one body may carry (`gzip, br` is two).
+const MAX_CODINGS: usize = 4;
+
+/// A request body as the engine inspects it.
+#[derive(Debug)]
+pub struct DecodedBody<'a> {
+    pub bytes: Cow<'a, [u8]>,
+    /// Only a prefix of the body: the client's body was cut at the inspection limit, or its
+    /// decoding went past it.
+    pub truncated: bool,
+    /// The decoded body went past the inspection limit.
+    pub over_limit: bool,
+    /// Why the body could not be decoded.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Coding {
+    Gzip,
+    Deflate,
+    Brotli,
+}
+
+impl Coding {
+    fn name(self) -> &'static str {
+        match self {
+            Coding::Gzip => "gzip",
+            Coding::Deflate => "deflate",
+            Coding::Brotli => "br",
+        }
+    }
+}
+
+/// Decodes `body` by its `Content-Encoding` header value, up to `limit` decoded bytes.
+/// `truncated`: the body itself is only a prefix (its decoding may then end early, which is no
+/// error).
+pub fn decode<'a>(
+    content_encoding: Option<&[u8]>,
+    body: &'a [u8],
+    truncated: bool,
+    limit: usize,
+) -> DecodedBody<'a> {
+    let mut out = DecodedBody {
+        bytes: Cow::Borrowed(body),
+        truncated,
+        over_limit: false,
+        error: None,
+    };
+    let Some(header) = content_encoding.filter(|_| !body.is_empty()) else {
+        return out;
+    };
+    let codings = match parse_codings(header) {
+        Ok(c) => c,
+        Err(e) => {
+            out.error = Some(e);
+            return out;
+        }
+    };
+    // The codings were applied in the order listed: undo the last first.
+    for coding in codings.into_iter().rev() {
+        let (bytes, over, failure) = decode_one(coding, &out.bytes, limit);
+        out.bytes = Cow::Owned(bytes);
+        out.over_limit |= over;
+        out.truncated |= over;
+        if let Some(e) = failure {
+            // A cut body ends in the middle of its coding: what came out is inspected.
+            if !out.truncated {
+                out.error = Some(format!(
+                    "request body in content coding {} could not be decoded: {e}",
+                    coding.name()
+                ));
+            }
+            break;
+        }
+    }
+    out
+}
+
+/// The codings of a `Content-Encoding` value, in the order they were applied (`identity` and
+/// empty items left out).
+fn parse_codings(header: &[u8]) -> Result<Vec<Coding>, String> {
+    let text = String::from_utf8_lossy(header);
+    let mut codings = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let coding = match item.to_ascii_lowercase().as_str() {
+            "identity" => continue,
+            "gzip" | "x-gzip" => Coding::Gzip,
+            "deflate" => Coding::Deflate,
+            "br" => Coding::Brotli,
+            _ => {
+                return Err(format!(
+                    "request body in content coding {item:?}, which the WAF cannot decode"
+                ))
+            }
+        };
+        codings.push(coding);
+    }
+    if codings.len() > MAX_CODINGS {
+        return Err(format!(
+            "request body in {} content codings (at most {MAX_CODINGS})",
+            codings.len()
+        ));
+    }
+    Ok(codings)
+}
+
+/// One decoding step: the output (at most `limit` bytes), whether there was more, and the
+/// error that ended it early, if any.
+fn decode_one(coding: Coding, input: &[u8], limit: usize) -> (Vec<u8>, bool, Option<String>) {
+    match coding {
+        Coding::Gzip => read_capped(flate2::read::MultiGzDecoder::new(input), limit),
+        Coding::Deflate => {
+            // HTTP's deflate is the zlib format; some clients send raw deflate data instead.
+            let zlib = read_capped(flate2::read::ZlibDecoder::new(input), limit);
+            match zlib {
+                (ref out, _, Some(_)) if out.is_empty() => {
+                    read_capped(flate2::read::DeflateDecoder::new(input), limit)
+                }
+                done => done,
+            }
+        }
+        Coding::Brotli => read_capped(brotli::Decompressor::new(input, 4096), limit),
+    }
+}
+
+fn read_capped(reader: impl Read, limit: usize) -> (Vec<u8>, bool, Option<String>) {
+    let mut out = Vec::new();
+    // Bytes read before an error stay in `out`.
+    let failure = reader
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .err()
+        .map(|e| e.to_string());
+    let over = out.len() > limit;
+    out.truncate(limit);
+    (out, over, failure)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).expect("write");
+        e.finish().expect("finish")
+    }
+
+    fn zlib(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).expect("write");
+        e.finish().expect("finish")
+    }
+
+    fn raw_deflate(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).expect("write");
+        e.finish().expect("finish")
+    }
+
+    fn brotli(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut w = brotli::CompressorWriter::new(&mut out, 4096, 5, 22);
+        w.write_all(data).expect("write");
+        drop(w);
+        out
+    }
+
+    const TEXT: &[u8] = br#"{"q":"1 UNION SELECT password FROM users--"}"#;
+
+    #[test]
+    fn every_coding_decodes() {
+        for (header, body) in [
+            (&b"gzip"[..], gzip(TEXT)),
+            (b"x-gzip", gzip(TEXT)),
+            (b"deflate", zlib(TEXT)),
+            (b"deflate", raw_deflate(TEXT)),
+            (b"br", brotli(TEXT)),
+            (b"GZIP", gzip(TEXT)),
+            (b"gzip, br", brotli(&gzip(TEXT))),
+            (b"identity, gzip", gzip(TEXT)),
+        ] {
+            let d = decode(Some(header), &body, false, 1 << 20);
+            assert_eq!(&*d.bytes, TEXT, "{}", String::from_utf8_lossy(header));
+            assert!(d.error.is_none() && !d.truncated && !d.over_limit);
+        }
+    }
+
+    #[test]
+    fn no_coding_borrows_the_body() {
+        for header in [None, Some(&b"identity"[..]), Some(b"")] {
+            let d = decode(header, TEXT, false, 1 << 20);
+            assert!(matches!(d.bytes, Cow::Borrowed(_)));
+            assert!(d.error.is_none());
+        }
+    }
+
+    #[test]
+    fn unknown_codings_and_corrupt_data_are_body_errors() {
+        let d = decode(Some(b"compress"), TEXT, false, 1 << 20);
+        assert!(d.error.is_some_and(|e| e.contains("compress")));
+        let d = decode(Some(b"zstd"), TEXT, false, 1 << 20);
+        assert!(d.error.is_some());
+        let d = decode(Some(b"gzip"), TEXT, false, 1 << 20);
+        assert!(d.error.is_some_and(|e| e.contains("gzip")));
+        let d = decode(Some(b"br"), b"\xff\xff\xff\xff", false, 1 << 20);
+        assert!(d.error.is_some());
+        let d = decode(Some(b"gzip,gzip,gzip,gzip,gzip"), TEXT, false, 1 << 20);
+        assert!(d.error.is_some_and(|e| e.contains("5 content codings")));
+    }
+
+    #[test]
+    fn a_bomb_stops_at_the_limit() {
+        let bomb = gzip(&vec![b'a'; 10 << 20]);
+        assert!(bomb.len() < 20_000);
+        let d = decode(Some(b"gzip"), &bomb, false, 65_536);
+        assert_eq!(d.bytes.len(), 65_536);
+        assert!(d.over_limit && d.truncated && d.error.is_none());
+    }
+
+    #[test]
+    fn a_cut_body_yields_what_it_holds_without_error() {
+        let long: Vec<u8> = (0..50_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let body = gzip(&long);
+        let cut = &body[..body.len() / 2];
+        let d = decode(Some(b"gzip"), cut, true, 1 << 20);
+        assert!(d.error.is_none() && d.truncated && !d.over_limit);
+        assert!(!d.bytes.is_empty() && long.starts_with(&d.bytes));
+        // The same cut on a body that claims to be whole is an error.
+        assert!(decode(Some(b"gzip"), cut, false, 1 << 20).error.is_some());
+    }
+}
