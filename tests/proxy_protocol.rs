@@ -15,34 +15,13 @@ async fn proxy_header_source_is_the_client() {
     let b = backends("gw", 1).await;
     let (cert, key) = pki.issue("edge", &["api.example.test"]);
     let port = free_port();
-    let cfg = format!(
-        r#"
+    let cfg = r#"
 [network_rules]
-rules = [{{ priority = 10, name = "deny-doc-net", action = "deny", sources = ["198.51.100.0/24"] }}]
-
-[[listeners]]
-name = "l4"
-bind = "127.0.0.1:{port}"
-protocol = "https"
-proxy_protocol = true
-[[listeners.certificates]]
-cert = "{}"
-key = "{}"
-default = true
-
-[[sites]]
-name = "s"
-hosts = ["*"]
-routes = [{{ pool = "gw" }}]
-
-[[pools]]
-name = "gw"
-backends = [{{ address = "{}" }}]
-"#,
-        cert.display(),
-        key.display(),
-        b[0].addr
-    );
+rules = [{ priority = 10, name = "deny-doc-net", action = "deny", sources = ["198.51.100.0/24"] }]
+"#
+    .to_string()
+        + &https_listener_toml("l4", port, &cert, &key, "proxy_protocol = true")
+        + &catch_all_site_toml(b[0].addr);
     let _edge = EdgeProcess::start(&cfg, &[port]);
     let cfgc = client_config(&pki, rustls::ALL_VERSIONS, &[b"http/1.1"]);
     let name = rustls::pki_types::ServerName::try_from("api.example.test").expect("name");

@@ -29,18 +29,8 @@ access_log = "off"
 name = "plain"
 bind = "127.0.0.1:{port}"
 protocol = "http"
-
-[[sites]]
-name = "s"
-hosts = ["*"]
-routes = [{{ pool = "gw" }}]
-
-[[pools]]
-name = "gw"
-backends = [{{ address = "{}" }}]
-"#,
-        backend.addr
-    )
+"#
+    ) + &catch_all_site_toml(backend.addr)
 }
 
 /// A TCP connection to the edge on 127.0.0.1 from the loopback address `from`.
@@ -82,29 +72,9 @@ access_log = "off"
 name = "plain"
 bind = "127.0.0.1:{plain}"
 protocol = "http"
-
-[[listeners]]
-name = "https"
-bind = "127.0.0.1:{https}"
-protocol = "https"
-[[listeners.certificates]]
-cert = "{}"
-key = "{}"
-default = true
-
-[[sites]]
-name = "s"
-hosts = ["*"]
-routes = [{{ pool = "gw" }}]
-
-[[pools]]
-name = "gw"
-backends = [{{ address = "{}" }}]
-"#,
-        cert.display(),
-        key.display(),
-        b[0].addr
-    );
+"#
+    ) + &https_listener_toml("https", https, &cert, &key, "")
+        + &catch_all_site_toml(b[0].addr);
     let _edge = EdgeProcess::start(&cfg, &[plain, https]);
 
     // 800 connections that send half a request head and stop, 200 that never start TLS, from

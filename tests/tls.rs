@@ -120,17 +120,19 @@ async fn certificate_is_chosen_by_sni_with_default_for_unknown_names() {
     );
 
     // A verifying client accepts the SNI-chosen certificate for its name.
+    assert_eq!(verified_get(&s, "alpha.example.test").await, 200);
+}
+
+/// The status of a GET over a TLS connection to `sni` that verifies the edge's certificate.
+async fn verified_get(s: &Setup, sni: &str) -> u16 {
     let cfg = client_config(&s.pki, rustls::ALL_VERSIONS, &[b"http/1.1"]);
-    let mut tls = tls_connect(cfg, s.port, "alpha.example.test")
+    let mut tls = tls_connect(cfg, s.port, sni)
         .await
         .expect("verified handshake");
-    let r = send_raw(
-        &mut tls,
-        get_request("alpha.example.test", "/", &[]).as_bytes(),
-    )
-    .await
-    .expect("response");
-    assert_eq!(r.status, 200);
+    send_raw(&mut tls, get_request(sni, "/", &[]).as_bytes())
+        .await
+        .expect("response")
+        .status
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -189,17 +191,7 @@ async fn plain_http_on_the_https_port_gets_a_400_that_says_so() {
     assert_eq!(plain_exchange(s.port, b"SSH-2.0-probe\r\n").await, "");
 
     // The listener still serves TLS.
-    let cfg = client_config(&s.pki, rustls::ALL_VERSIONS, &[b"http/1.1"]);
-    let mut tls = tls_connect(cfg, s.port, "alpha.example.test")
-        .await
-        .expect("handshake");
-    let r = send_raw(
-        &mut tls,
-        get_request("alpha.example.test", "/", &[]).as_bytes(),
-    )
-    .await
-    .expect("response");
-    assert_eq!(r.status, 200);
+    assert_eq!(verified_get(&s, "alpha.example.test").await, 200);
 }
 
 /// The value of one Prometheus sample line (`name{labels} value`), 0 when absent.
@@ -219,33 +211,9 @@ async fn refused_handshakes_are_counted_not_logged_as_errors() {
     let b = backends("gw", 1).await;
     let (cert, key) = pki.issue("api", &["api.example.test"]);
     let (port, admin) = (free_port(), free_port());
-    let cfg = format!(
-        r#"
-[admin]
-bind = "127.0.0.1:{admin}"
-
-[[listeners]]
-name = "https"
-bind = "127.0.0.1:{port}"
-protocol = "https"
-[[listeners.certificates]]
-cert = "{}"
-key = "{}"
-default = true
-
-[[sites]]
-name = "s"
-hosts = ["*"]
-routes = [{{ pool = "gw" }}]
-
-[[pools]]
-name = "gw"
-backends = [{{ address = "{}" }}]
-"#,
-        cert.display(),
-        key.display(),
-        b[0].addr
-    );
+    let cfg = format!("[admin]\nbind = \"127.0.0.1:{admin}\"\n")
+        + &https_listener_toml("https", port, &cert, &key, "")
+        + &catch_all_site_toml(b[0].addr);
     let dir = tempfile::tempdir().expect("dir");
     let stderr = dir.path().join("edge.log");
     let edge = EdgeProcess::start_with_stderr_file(&cfg, &[port, admin], &stderr);

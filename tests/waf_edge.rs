@@ -51,25 +51,6 @@ backends = [{{ address = "{backend}" }}]
     )
 }
 
-/// An HTTPS listener with HTTP/2, to add to [`config`].
-fn h2_listener(port: u16, cert: &std::path::Path, key: &std::path::Path) -> String {
-    format!(
-        r#"
-[[listeners]]
-name = "h2"
-bind = "127.0.0.1:{port}"
-protocol = "https"
-http2 = true
-[[listeners.certificates]]
-cert = "{}"
-key = "{}"
-default = true
-"#,
-        cert.display(),
-        key.display()
-    )
-}
-
 /// Sends one request on an HTTP/2 connection, its body (if any) in DATA frames of `chunk`
 /// bytes, and returns the status.
 async fn h2_status(
@@ -341,8 +322,8 @@ async fn http2_requests_are_inspected_like_http1_stream_by_stream() {
     let pki = Pki::new();
     let (cert, key) = pki.issue("api", &["api.example.test"]);
     let (port, h2_port) = (free_port(), free_port());
-    let cfg =
-        config(port, b[0].addr, &dir.path().join("waf.log")) + &h2_listener(h2_port, &cert, &key);
+    let cfg = config(port, b[0].addr, &dir.path().join("waf.log"))
+        + &https_listener_toml("h2", h2_port, &cert, &key, "http2 = true");
     let _edge = EdgeProcess::start(&cfg, &[port, h2_port]);
 
     let tls = tls_connect(

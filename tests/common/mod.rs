@@ -14,6 +14,42 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls;
 
+/// An HTTPS listener `name` on 127.0.0.1:`port` with one default certificate. `extra` holds more
+/// keys of the listener table (`proxy_protocol = true`, `http2 = true`), one per line.
+pub fn https_listener_toml(name: &str, port: u16, cert: &Path, key: &Path, extra: &str) -> String {
+    format!(
+        r#"
+[[listeners]]
+name = "{name}"
+bind = "127.0.0.1:{port}"
+protocol = "https"
+{extra}
+[[listeners.certificates]]
+cert = "{}"
+key = "{}"
+default = true
+"#,
+        cert.display(),
+        key.display()
+    )
+}
+
+/// A site for every host, routed to the pool "gw" of one backend at `backend`.
+pub fn catch_all_site_toml(backend: SocketAddr) -> String {
+    format!(
+        r#"
+[[sites]]
+name = "s"
+hosts = ["*"]
+routes = [{{ pool = "gw" }}]
+
+[[pools]]
+name = "gw"
+backends = [{{ address = "{backend}" }}]
+"#
+    )
+}
+
 /// A free loopback port (bound and released; good enough for tests).
 pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
