@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let coding = CODINGS[usize::from(pick) % CODINGS.len()];
     for truncated in [false, true] {
-        let decoded = decode(Some(coding), body, truncated, LIMIT);
+        let decoded = decode(&[coding], body, truncated, LIMIT);
         assert!(decoded.bytes.len() <= LIMIT);
         let _ = parse_body(Some("application/json"), &decoded.bytes, decoded.truncated);
     }

@@ -45,11 +45,11 @@ impl Coding {
     }
 }
 
-/// Decodes `body` by its `Content-Encoding` header value, up to `limit` decoded bytes.
-/// `truncated`: the body itself is only a prefix (its decoding may then end early, which is no
-/// error).
+/// Decodes `body` by the values of its `Content-Encoding` header lines (several lines make one
+/// list, in order), up to `limit` decoded bytes. `truncated`: the body itself is only a prefix
+/// (its decoding may then end early, which is no error).
 pub fn decode<'a>(
-    content_encoding: Option<&[u8]>,
+    content_encodings: &[&[u8]],
     body: &'a [u8],
     truncated: bool,
     limit: usize,
@@ -60,10 +60,10 @@ pub fn decode<'a>(
         over_limit: false,
         error: None,
     };
-    let Some(header) = content_encoding.filter(|_| !body.is_empty()) else {
+    if content_encodings.is_empty() || body.is_empty() {
         return out;
-    };
-    let codings = match parse_codings(header) {
+    }
+    let codings = match parse_codings(content_encodings) {
         Ok(c) => c,
         Err(e) => {
             out.error = Some(e);
@@ -90,24 +90,26 @@ pub fn decode<'a>(
     out
 }
 
-/// The codings of a `Content-Encoding` value, in the order they were applied (`identity` and
+/// The codings of `Content-Encoding` values, in the order they were applied (`identity` and
 /// empty items left out).
-fn parse_codings(header: &[u8]) -> Result<Vec<Coding>, String> {
-    let text = String::from_utf8_lossy(header);
+fn parse_codings(values: &[&[u8]]) -> Result<Vec<Coding>, String> {
     let mut codings = Vec::new();
-    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let coding = match item.to_ascii_lowercase().as_str() {
-            "identity" => continue,
-            "gzip" | "x-gzip" => Coding::Gzip,
-            "deflate" => Coding::Deflate,
-            "br" => Coding::Brotli,
-            _ => {
-                return Err(format!(
-                    "request body in content coding {item:?}, which the WAF cannot decode"
-                ))
-            }
-        };
-        codings.push(coding);
+    for value in values {
+        let text = String::from_utf8_lossy(value);
+        for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let coding = match item.to_ascii_lowercase().as_str() {
+                "identity" => continue,
+                "gzip" | "x-gzip" => Coding::Gzip,
+                "deflate" => Coding::Deflate,
+                "br" => Coding::Brotli,
+                _ => {
+                    return Err(format!(
+                        "request body in content coding {item:?}, which the WAF cannot decode"
+                    ))
+                }
+            };
+            codings.push(coding);
+        }
     }
     if codings.len() > MAX_CODINGS {
         return Err(format!(
@@ -195,16 +197,26 @@ mod tests {
             (b"gzip, br", brotli(&gzip(TEXT))),
             (b"identity, gzip", gzip(TEXT)),
         ] {
-            let d = decode(Some(header), &body, false, 1 << 20);
+            let d = decode(&[header], &body, false, 1 << 20);
             assert_eq!(&*d.bytes, TEXT, "{}", String::from_utf8_lossy(header));
             assert!(d.error.is_none() && !d.truncated && !d.over_limit);
         }
     }
 
     #[test]
+    fn several_header_lines_make_one_list() {
+        let once = gzip(TEXT);
+        let d = decode(&[b"identity", b"gzip"], &once, false, 1 << 20);
+        assert_eq!(&*d.bytes, TEXT);
+        let twice = brotli(&once);
+        let d = decode(&[b"gzip", b"br"], &twice, false, 1 << 20);
+        assert_eq!(&*d.bytes, TEXT);
+    }
+
+    #[test]
     fn no_coding_borrows_the_body() {
-        for header in [None, Some(&b"identity"[..]), Some(b"")] {
-            let d = decode(header, TEXT, false, 1 << 20);
+        for headers in [&[][..], &[&b"identity"[..]], &[b""]] {
+            let d = decode(headers, TEXT, false, 1 << 20);
             assert!(matches!(d.bytes, Cow::Borrowed(_)));
             assert!(d.error.is_none());
         }
@@ -212,15 +224,15 @@ mod tests {
 
     #[test]
     fn unknown_codings_and_corrupt_data_are_body_errors() {
-        let d = decode(Some(b"compress"), TEXT, false, 1 << 20);
+        let d = decode(&[b"compress"], TEXT, false, 1 << 20);
         assert!(d.error.is_some_and(|e| e.contains("compress")));
-        let d = decode(Some(b"zstd"), TEXT, false, 1 << 20);
+        let d = decode(&[b"zstd"], TEXT, false, 1 << 20);
         assert!(d.error.is_some());
-        let d = decode(Some(b"gzip"), TEXT, false, 1 << 20);
+        let d = decode(&[b"gzip"], TEXT, false, 1 << 20);
         assert!(d.error.is_some_and(|e| e.contains("gzip")));
-        let d = decode(Some(b"br"), b"\xff\xff\xff\xff", false, 1 << 20);
+        let d = decode(&[b"br"], b"\xff\xff\xff\xff", false, 1 << 20);
         assert!(d.error.is_some());
-        let d = decode(Some(b"gzip,gzip,gzip,gzip,gzip"), TEXT, false, 1 << 20);
+        let d = decode(&[b"gzip,gzip,gzip", b"gzip, gzip"], TEXT, false, 1 << 20);
         assert!(d.error.is_some_and(|e| e.contains("5 content codings")));
     }
 
@@ -228,7 +240,7 @@ mod tests {
     fn a_bomb_stops_at_the_limit() {
         let bomb = gzip(&vec![b'a'; 10 << 20]);
         assert!(bomb.len() < 20_000);
-        let d = decode(Some(b"gzip"), &bomb, false, 65_536);
+        let d = decode(&[b"gzip"], &bomb, false, 65_536);
         assert_eq!(d.bytes.len(), 65_536);
         assert!(d.over_limit && d.truncated && d.error.is_none());
     }
@@ -238,10 +250,10 @@ mod tests {
         let long: Vec<u8> = (0..50_000u32).flat_map(|i| i.to_le_bytes()).collect();
         let body = gzip(&long);
         let cut = &body[..body.len() / 2];
-        let d = decode(Some(b"gzip"), cut, true, 1 << 20);
+        let d = decode(&[b"gzip"], cut, true, 1 << 20);
         assert!(d.error.is_none() && d.truncated && !d.over_limit);
         assert!(!d.bytes.is_empty() && long.starts_with(&d.bytes));
         // The same cut on a body that claims to be whole is an error.
-        assert!(decode(Some(b"gzip"), cut, false, 1 << 20).error.is_some());
+        assert!(decode(&[b"gzip"], cut, false, 1 << 20).error.is_some());
     }
 }

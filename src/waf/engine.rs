@@ -1471,8 +1471,14 @@ impl WafPlan {
         if policy.mode == Mode::Off {
             return Verdict::default();
         }
+        let content_encodings: Vec<&[u8]> = req
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("content-encoding"))
+            .map(|(_, v)| *v)
+            .collect();
         let decoded = encoding::decode(
-            req.header("content-encoding"),
+            &content_encodings,
             req.body,
             req.body_truncated,
             policy.body_limit,
