@@ -19,6 +19,7 @@ pub struct Metrics {
     pub upstream_duration: HistogramVec,
     pub reloads: IntCounterVec,
     pub tls_handshake_failures: IntCounterVec,
+    pub tls_handshakes: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -80,8 +81,13 @@ impl Metrics {
             ),
             tls_handshake_failures: counter(
                 "portcullis_tls_handshake_failures_total",
-                "Failed TLS handshakes by reason.",
+                "TLS handshakes the ClientHello gate refused, by reason.",
                 &["reason"],
+            ),
+            tls_handshakes: counter(
+                "portcullis_tls_handshakes_total",
+                "TLS handshakes by stage: admitted (past the ClientHello gate, handed to rustls) and completed. Admitted minus completed: the handshakes that failed inside rustls (or are under way).",
+                &["stage"],
             ),
             registry,
         }

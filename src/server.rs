@@ -13,7 +13,7 @@ use crate::reload::Reloader;
 use crate::signals::SignalService;
 use crate::state::EdgeState;
 use crate::tls::gate::HelloGate;
-use crate::tls::mtls::CertFactsCallback;
+use crate::tls::mtls::HandshakeComplete;
 use crate::tls::SwappableResolver;
 use arc_swap::ArcSwap;
 use pingora::listeners::tls::TlsSettings;
@@ -104,7 +104,9 @@ pub fn build(
                 match (resolvers.get(idx).cloned().flatten(), tls) {
                     (Some(resolver), true) => {
                         let mut settings =
-                            TlsSettings::with_callbacks(Box::new(CertFactsCallback))?;
+                            TlsSettings::with_callbacks(Box::new(HandshakeComplete {
+                                metrics: state.metrics.clone(),
+                            }))?;
                         settings.set_cert_resolver(resolver);
                         if let Some(auth) = &listener.client_auth {
                             settings.set_client_cert_verifier(auth.verifier.clone());

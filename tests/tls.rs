@@ -204,7 +204,7 @@ fn sample(metrics: &str, series: &str) -> f64 {
 
 /// Connections the ClientHello gate refuses (TCP health checks that connect and close, plain
 /// HTTP, other bytes) are counted by reason and leave no ERROR line; a handshake that fails
-/// inside rustls still logs one.
+/// inside rustls still logs one, and shows as admitted but not completed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_handshakes_are_counted_not_logged_as_errors() {
     let pki = Pki::new();
@@ -233,6 +233,18 @@ async fn refused_handshakes_are_counted_not_logged_as_errors() {
     assert!(tls_connect(untrusting, port, "api.example.test")
         .await
         .is_err());
+    // And one that completes.
+    let trusting = client_config(&pki, rustls::ALL_VERSIONS, &[b"http/1.1"]);
+    let mut tls = tls_connect(trusting, port, "api.example.test")
+        .await
+        .expect("handshake");
+    let r = send_raw(
+        &mut tls,
+        get_request("api.example.test", "/", &[]).as_bytes(),
+    )
+    .await
+    .expect("response");
+    assert_eq!(r.status, 200);
 
     let metrics = http_get(admin, "admin", "/metrics", &[])
         .await
@@ -247,6 +259,18 @@ async fn refused_handshakes_are_counted_not_logged_as_errors() {
     assert!(refused("client_hello_incomplete") >= 3.0, "{metrics}");
     assert_eq!(refused("plain_http"), 1.0, "{metrics}");
     assert_eq!(refused("not_tls"), 1.0, "{metrics}");
+    let stage = |stage: &str| {
+        sample(
+            &metrics,
+            &format!("portcullis_tls_handshakes_total{{stage=\"{stage}\"}}"),
+        )
+    };
+    assert_eq!(stage("admitted"), 2.0, "past the gate: {metrics}");
+    assert_eq!(
+        stage("completed"),
+        1.0,
+        "the untrusting client's failed in rustls: {metrics}"
+    );
 
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !std::fs::read_to_string(&stderr).is_ok_and(|l| l.contains("handshake error"))

@@ -72,18 +72,19 @@ impl PreTlsProcess for HelloGate {
             Ok(Parsed::Hello(info)) => info,
         };
         let plan = self.state.plan.load();
-        let Some(policy) = plan
+        let policy = plan
             .listeners
             .get(self.listener)
-            .and_then(|l| l.ssl_policy.as_ref())
-        else {
-            return Ok(());
-        };
-        if policy.admits(&info.versions, &info.cipher_suites) {
-            Ok(())
-        } else {
-            self.refuse("ssl_policy")
+            .and_then(|l| l.ssl_policy.as_ref());
+        if policy.is_some_and(|p| !p.admits(&info.versions, &info.cipher_suites)) {
+            return self.refuse("ssl_policy");
         }
+        self.state
+            .metrics
+            .tls_handshakes
+            .with_label_values(&["admitted"])
+            .inc();
+        Ok(())
     }
 }
 

@@ -116,15 +116,22 @@ pub fn client_verifier(ca: &Path, require: bool) -> Result<Arc<dyn ClientCertVer
         .map_err(|e| format!("{}: {e}", ca.display()))
 }
 
-/// Stores the verified client certificate's facts on the connection after the handshake.
-pub struct CertFactsCallback;
+/// Runs after each completed handshake: counts it, and stores the verified client certificate's
+/// facts on the connection.
+pub struct HandshakeComplete {
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
 
 #[async_trait]
-impl TlsAccept for CertFactsCallback {
+impl TlsAccept for HandshakeComplete {
     async fn handshake_complete_callback(
         &self,
         tls: &TlsRef,
     ) -> Option<Arc<dyn Any + Send + Sync>> {
+        self.metrics
+            .tls_handshakes
+            .with_label_values(&["completed"])
+            .inc();
         let der = tls.peer_certificate_der()?;
         ClientCertFacts::from_der(der).map(|f| Arc::new(f) as Arc<dyn Any + Send + Sync>)
     }
