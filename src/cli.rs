@@ -183,6 +183,9 @@ const DEMOTED_PINGORA_ERRORS: &[(&str, &str)] = &[
         "pingora_core::services::listening",
         crate::tls::gate::REFUSED,
     ),
+    // A client that closed its connection, or was cut (head deadline), in the middle of a
+    // request head: a slowloris run would log one per connection.
+    ("pingora_proxy", "Fail to proxy: Downstream"),
     // A pooled backend connection its idle watcher still held (typically one the backend had
     // just closed): pingora connects anew.
     (

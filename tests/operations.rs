@@ -322,9 +322,9 @@ async fn access_log_is_json_and_reopens_on_sigusr1() {
     );
 }
 
-/// A client that leaves before its answer, or a request the WAF blocks, is not an error of the
-/// edge: no ERROR line in the edge's own log (the access and WAF logs record them). A backend that
-/// does not answer in time still gets one.
+/// A client that leaves before its answer or in the middle of its request head, or a request
+/// the WAF blocks, is not an error of the edge: no ERROR line in the edge's own log (the access
+/// and WAF logs record requests). A backend that does not answer in time still gets one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_aborts_and_blocks_are_not_logged_as_errors_but_backend_timeouts_are() {
     let silent_addr = silent_server().await.to_string();
@@ -357,6 +357,17 @@ backends = [{{ address = "{silent_addr}" }}]
     tokio::time::sleep(Duration::from_millis(300)).await;
     drop(client);
     tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // A client that leaves in the middle of its request head.
+    let mut client = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    client
+        .write_all(b"GET /half HTTP/1.1\r\nHost: api.exa")
+        .await
+        .expect("send");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(client);
 
     // A chunked body streams, so the WAF blocks it through pingora's error path.
     let mut client = tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -392,6 +403,10 @@ backends = [{{ address = "{silent_addr}" }}]
     assert!(
         !log.contains("api.example.test"),
         "the client abort and the block are not: {log}"
+    );
+    assert!(
+        !log.contains("Fail to proxy: Downstream"),
+        "nor the head cut short: {log}"
     );
 }
 
