@@ -130,9 +130,10 @@ impl HelloGate {
                 .blocks
                 .with_label_values(&["network"])
                 .inc();
+            // Counted as a block, not as a handshake failure; logged like the gate's refusals.
             return Error::e_explain(
                 ErrorType::HandshakeError,
-                "PROXY source refused by network rules",
+                format!("{REFUSED}: the PROXY source is denied by the network rules"),
             );
         }
         let digest = SocketDigest::from_raw_fd(stream.as_raw_fd());
