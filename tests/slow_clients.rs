@@ -103,15 +103,7 @@ protocol = "http"
     }
     let cfgc = client_config(&pki, rustls::ALL_VERSIONS, &[b"http/1.1"]);
     for i in 0..20 {
-        let mut tls = tls_connect(cfgc.clone(), https, "api.example.test")
-            .await
-            .expect("handshake");
-        let r = send_raw(
-            &mut tls,
-            get_request("api.example.test", "/", &[]).as_bytes(),
-        )
-        .await
-        .expect("response");
+        let r = tls_get(cfgc.clone(), https, "api.example.test").await;
         assert_eq!(
             r.status, 200,
             "TLS request {i} while 1,000 slow connections are open"

@@ -126,13 +126,7 @@ async fn certificate_is_chosen_by_sni_with_default_for_unknown_names() {
 /// The status of a GET over a TLS connection to `sni` that verifies the edge's certificate.
 async fn verified_get(s: &Setup, sni: &str) -> u16 {
     let cfg = client_config(&s.pki, rustls::ALL_VERSIONS, &[b"http/1.1"]);
-    let mut tls = tls_connect(cfg, s.port, sni)
-        .await
-        .expect("verified handshake");
-    send_raw(&mut tls, get_request(sni, "/", &[]).as_bytes())
-        .await
-        .expect("response")
-        .status
+    tls_get(cfg, s.port, sni).await.status
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -235,16 +229,10 @@ async fn refused_handshakes_are_counted_not_logged_as_errors() {
         .is_err());
     // And one that completes.
     let trusting = client_config(&pki, rustls::ALL_VERSIONS, &[b"http/1.1"]);
-    let mut tls = tls_connect(trusting, port, "api.example.test")
-        .await
-        .expect("handshake");
-    let r = send_raw(
-        &mut tls,
-        get_request("api.example.test", "/", &[]).as_bytes(),
-    )
-    .await
-    .expect("response");
-    assert_eq!(r.status, 200);
+    assert_eq!(
+        tls_get(trusting, port, "api.example.test").await.status,
+        200
+    );
 
     let metrics = http_get(admin, "admin", "/metrics", &[])
         .await

@@ -255,6 +255,14 @@ pub async fn tls_connect(
         .await
 }
 
+/// A GET of `/` for `host` on a new TLS connection (SNI `host`).
+pub async fn tls_get(cfg: Arc<rustls::ClientConfig>, port: u16, host: &str) -> Resp {
+    let mut tls = tls_connect(cfg, port, host).await.expect("handshake");
+    send_raw(&mut tls, get_request(host, "/", &[]).as_bytes())
+        .await
+        .expect("response")
+}
+
 /// A parsed HTTP/1.1 response.
 #[derive(Debug)]
 pub struct Resp {
