@@ -29,6 +29,13 @@ require_free_ports() {
   done
 }
 
+# CPU time (utime + stime, in clock ticks) the given pids have used so far; a pid that is gone
+# counts nothing.
+cpu_ticks() {
+  local t=0; for p in "$@"; do
+    if [ -r "/proc/$p/stat" ]; then set -- $(sed 's/.*) //' "/proc/$p/stat"); t=$((t + ${12} + ${13})); fi
+  done; echo $t; }
+
 # Waits (at most 60 s) until the machine is nearly idle: less than a tenth of one core busy over
 # half a second. A proxy still draining a backlog when its cell ends (nginx + ModSecurity answers a
 # 64 KiB form POST in over a second, so it holds work queued seconds after wrk stops) would

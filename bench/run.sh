@@ -47,10 +47,6 @@ full_edge_config 19005 "$W" > "$W/full-edge.toml"
 sleep 2
 
 nginx_pids() { pgrep -f "nginx: worker process" | tr '\n' ' '; }
-cpu_ticks() { # sum of utime+stime over pids
-  local t=0; for p in "$@"; do
-    if [ -r "/proc/$p/stat" ]; then set -- $(sed 's/.*) //' "/proc/$p/stat"); t=$((t + ${12} + ${13})); fi
-  done; echo $t; }
 
 results="$W/results.tsv"
 : > "$results"

@@ -73,11 +73,6 @@ proxy_cpus() { # thread count
   if [ "$pinned" = 1 ]; then echo "0-$(($1 - 1))"; else echo "0-$((cores - 1))"; fi
 }
 
-cpu_ticks() { # utime+stime of one pid
-  set -- $(sed 's/.*) //' "/proc/$1/stat")
-  echo $((${12} + ${13}))
-}
-
 results="$W/results.tsv"
 : > "$results"
 measure() { # proxy name, thread count, port, pid

@@ -174,7 +174,8 @@ fn init_logging(json: bool) {
 }
 
 /// Pingora ERROR lines that are no error of the edge, by module and a text in the message. They
-/// are passed on at DEBUG.
+/// are passed on at DEBUG. This is for the paths where pingora offers no hook: an error on a
+/// request's proxy path is quieted in `Edge::suppress_error_log` instead, by its source.
 const DEMOTED_PINGORA_ERRORS: &[(&str, &str)] = &[
     // A handshake the ClientHello gate refused: counted by reason in
     // portcullis_tls_handshake_failures_total, and a load balancer's TCP health check (connect,

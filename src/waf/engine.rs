@@ -1471,12 +1471,7 @@ impl WafPlan {
         if policy.mode == Mode::Off {
             return Verdict::default();
         }
-        let content_encodings: Vec<&[u8]> = req
-            .headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("content-encoding"))
-            .map(|(_, v)| *v)
-            .collect();
+        let content_encodings: Vec<&[u8]> = req.header_values("content-encoding").collect();
         let decoded = encoding::decode(
             &content_encodings,
             req.body,

@@ -19,9 +19,17 @@ pub struct HttpRequest<'a> {
 impl<'a> HttpRequest<'a> {
     /// First header with this name (ASCII case-insensitive).
     pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        self.header_values(name).next()
+    }
+
+    /// Every value of the header lines with this name (ASCII case-insensitive), in order.
+    pub fn header_values<'n>(&self, name: &'n str) -> impl Iterator<Item = &'a [u8]> + 'n
+    where
+        'a: 'n,
+    {
         self.headers
             .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| *v)
     }
 }
