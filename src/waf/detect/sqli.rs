@@ -48,27 +48,29 @@ const WL: usize = 28;
 /// Length of the returned fingerprint.
 const FP_LEN: usize = 8;
 
-const F_OPEN: u16 = 1; // unterminated string
-const F_LONG: u16 = 2; // word longer than WL
-const F_UNARY: u16 = 4; // operator that may be unary (- + ~ !)
-const F_STAR: u16 = 8; // the `*` operator
-const F_PAREN: u16 = 16; // word directly followed by `(`
-const F_WORDISH: u16 = 32; // string whose trimmed content is one short word
-const F_NUM: u16 = 64; // a real numeric literal
-const F_KNOWN: u16 = 128; // a known SQL function
-const F_CWEAK: u16 = 256; // comment that is only weakly a truncation
-const F_CALNUM: u16 = 512; // `#` directly followed by an alphanumeric
-const F_FOLDED: u16 = 1024; // token absorbed an arithmetic fold
-const F_SYM: u16 = 2048; // symbolic (non-word) comparison operator
-const F_HASH: u16 = 4096; // `#` comment
-const F_FOLDN: u16 = 8192; // an arithmetic fold involved a bareword
-const F_NONASCII: u16 = 32768; // word with non-ASCII bytes
-const F_TIGHT: u16 = 16384; // string content non-empty, alphanumeric at both ends
+const F_OPEN: u32 = 1; // unterminated string
+const F_LONG: u32 = 2; // word longer than WL
+const F_UNARY: u32 = 4; // operator that may be unary (- + ~ !)
+const F_STAR: u32 = 8; // the `*` operator
+const F_PAREN: u32 = 16; // word directly followed by `(`
+const F_WORDISH: u32 = 32; // string whose trimmed content is one short word
+const F_NUM: u32 = 64; // a real numeric literal
+const F_KNOWN: u32 = 128; // a known SQL function
+const F_CWEAK: u32 = 256; // comment that is only weakly a truncation
+const F_CALNUM: u32 = 512; // `#` directly followed by an alphanumeric
+const F_FOLDED: u32 = 1024; // token absorbed an arithmetic fold
+const F_SYM: u32 = 2048; // symbolic (non-word) comparison operator
+const F_HASH: u32 = 4096; // `#` comment
+const F_FOLDN: u32 = 8192; // an arithmetic fold involved a bareword
+const F_NONASCII: u32 = 32768; // word with non-ASCII bytes
+const F_TIGHT: u32 = 16384; // string content non-empty, alphanumeric at both ends
+                            // A comment written straight after the token before it, no space after its dashes (`1---`).
+const F_GLUED: u32 = 65536;
 
 #[derive(Clone, Copy)]
 struct Tok {
     c: u8,
-    flags: u16,
+    flags: u32,
     wl: u8,
     w: [u8; WL],
 }
@@ -361,7 +363,7 @@ impl<'a> Lexer<'a> {
                 b'#' => {
                     self.p = memchr_from(b, p, b'\n').unwrap_or(b.len());
                     let mut t = Tok::new(b'c');
-                    t.flags |= F_HASH;
+                    t.flags |= F_HASH | glued_empty(b, p, self.p);
                     if nx.is_ascii_alphanumeric() {
                         t.flags |= F_CALNUM | F_CWEAK;
                     } else if b[p + 1..self.p].iter().any(|&c| !is_ws(c)) {
@@ -372,6 +374,7 @@ impl<'a> Lexer<'a> {
                 b'-' if nx == b'-' => {
                     self.p = memchr_from(b, p, b'\n').unwrap_or(b.len());
                     let mut t = Tok::new(b'c');
+                    t.flags |= glued_empty(b, p, self.p);
                     if p + 2 < b.len() && b[p + 2].is_ascii_alphanumeric() {
                         t.flags |= F_CWEAK;
                     }
@@ -512,6 +515,22 @@ impl<'a> Lexer<'a> {
             t.flags = flags;
             return Some(t);
         }
+    }
+}
+
+/// [`F_GLUED`] when the comment `b[p..end]` follows the previous byte without a space and its
+/// run of marker characters (`---`, `#`) is not followed by a space: `1---` and `1---gdpr=1` are
+/// text with dashes in it, where a typed truncation reads `1 --` or `1-- x`.
+fn glued_empty(b: &[u8], p: usize, end: usize) -> u32 {
+    let after_marks = b[p..end]
+        .iter()
+        .position(|&c| !matches!(c, b'-' | b'#'))
+        .map(|i| b[p + i]);
+    let spaced = after_marks.is_some_and(is_ws);
+    if p > 0 && !is_ws(b[p - 1]) && !spaced {
+        F_GLUED
+    } else {
+        0
     }
 }
 
@@ -1082,11 +1101,18 @@ fn breakout_rules(f: &Folded) -> bool {
             if q {
                 strong_comment(t, s0_wordish) && (closers > 0 || f.t[0].flags & F_FOLDED == 0)
             } else {
+                // A lone number truncated by a comment (`id=1 --`) needs the comment typed as
+                // one: after a space, or with text in it, and not a `#`. `1---` is the IAB
+                // US-privacy string and `1#` a counter with a fragment, both in real cookies and
+                // beacons; `1*1--` (folded) and `@@version--` still count.
                 xlit && t.flags & F_CWEAK == 0
                     && f.t[0].flags & F_FOLDN == 0
                     && (x_single
                         && matches!(f.c(0), b'1' | b'v')
                         && (f.t[0].flags & F_NUM != 0 || f.c(0) == b'v')
+                        && (f.c(0) == b'v'
+                            || f.t[0].flags & F_FOLDED != 0
+                            || t.flags & (F_GLUED | F_HASH) == 0)
                         || f.c(0) == b'(')
             }
         }
@@ -1292,6 +1318,11 @@ mod tests {
             "1 AND 2259=2259",
             "1' order by 3--",
             "1 order by 5--",
+            "1 --",
+            "1 /* x */",
+            "1*1--",
+            "@@version--",
+            "1-- foo sp_password",
             "'+(select user())+'",
             "1 and ascii(substring(user(),1,1))>64",
             "-1' /*!UNION*/ /*!SELECT*/ 1,2",
@@ -1334,6 +1365,11 @@ mod tests {
             "DRESS WITH HAT 18';",
             "TRUE#LAST",
             "1,1--",
+            "1---",
+            "1---gdpr=1",
+            "1YN-",
+            "1#",
+            "42--",
             "1 or 2",
             "中文测试 and 内容",
             "don't or won't",
