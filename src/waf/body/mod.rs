@@ -1,0 +1,351 @@
+//! Request body parsers: urlencoded, JSON, multipart/form-data and a tolerant XML tokenizer.
+//! None of them panic on bad input; a malformed body of a declared type returns an error string
+//! that the engine exposes as the `reqbody_error` target.
+
+mod json;
+mod multipart;
+mod xml;
+
+pub use json::{parse_json_into, JsonArgs};
+pub use multipart::boundary_of;
+pub use xml::parse_xml_into;
+
+use super::transform::{bytes_to_string, url_decode_once};
+use multipart::parse_multipart;
+use std::borrow::Cow;
+
+/// A (name, value) argument, borrowed from the request wherever decoding
+/// left it unchanged: most query and form arguments need no copy.
+pub type Arg<'a> = (Cow<'a, str>, Cow<'a, str>);
+
+/// Maximum number of arguments taken from one body.
+pub const MAX_BODY_ARGS: usize = 2048;
+/// Maximum JSON nesting depth walked.
+pub const MAX_JSON_DEPTH: usize = 64;
+
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ParsedBody<'a> {
+    /// (name, value) argument pairs of urlencoded, multipart and XML bodies.
+    pub args: Vec<Arg<'a>>,
+    /// The leaves of a JSON body.
+    pub json: JsonArgs<'a>,
+    /// Multipart uploads: (field name, filename).
+    pub files: Vec<(String, String)>,
+    /// Multipart part headers: (name, value) (Content-Type of parts, etc.).
+    pub part_headers: Vec<(String, String)>,
+    /// Set when the declared type could not be parsed.
+    pub error: Option<String>,
+    /// Body kind that was detected: "urlencoded", "json", "multipart", "xml" or "" (raw only).
+    pub kind: &'static str,
+}
+
+impl ParsedBody<'_> {
+    /// Every argument of the body as (name, value), in body order.
+    pub fn arg_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.args
+            .iter()
+            .map(|(n, v)| (&**n, &**v))
+            .chain(self.json.iter())
+    }
+
+    /// How many arguments the body has.
+    pub fn arg_count(&self) -> usize {
+        self.args.len() + self.json.len()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    UrlEncoded,
+    Json,
+    Multipart,
+    Xml,
+    Other,
+    None,
+}
+
+pub fn body_kind(content_type: Option<&str>) -> BodyKind {
+    let Some(ct) = content_type else {
+        return BodyKind::None;
+    };
+    let ct = ct.trim().to_ascii_lowercase();
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    if mime == "application/x-www-form-urlencoded" {
+        BodyKind::UrlEncoded
+    } else if mime == "multipart/form-data"
+        || mime == "multipart/mixed"
+        || mime == "multipart/related"
+    {
+        BodyKind::Multipart
+    } else if mime == "application/json" || mime.ends_with("+json") || mime == "text/json" {
+        BodyKind::Json
+    } else if mime == "application/xml" || mime == "text/xml" || mime.ends_with("+xml") {
+        BodyKind::Xml
+    } else {
+        BodyKind::Other
+    }
+}
+
+/// Parse a body according to its Content-Type. With no Content-Type a body that looks like
+/// `k=v&k2=v2` is parsed as urlencoded (without errors).
+pub fn parse_body<'a>(
+    content_type: Option<&str>,
+    body: &'a [u8],
+    truncated: bool,
+) -> ParsedBody<'a> {
+    let mut out = ParsedBody::default();
+    if body.is_empty() {
+        return out;
+    }
+    match body_kind(content_type) {
+        BodyKind::UrlEncoded => {
+            out.kind = "urlencoded";
+            parse_urlencoded_text(request_text(body), &mut out.args);
+        }
+        BodyKind::Json => {
+            out.kind = "json";
+            let parsed = parse_json_into(body, &mut out.json);
+            if let Err(e) = parsed {
+                if !truncated {
+                    out.error = Some(format!("malformed JSON body: {}", e));
+                }
+            }
+        }
+        BodyKind::Multipart => {
+            out.kind = "multipart";
+            let ct = content_type.unwrap_or("");
+            match boundary_of(ct) {
+                Some(b) => {
+                    if let Err(e) = parse_multipart(body, &b, truncated, &mut out) {
+                        out.error = Some(format!("malformed multipart body: {}", e));
+                    }
+                }
+                None => out.error = Some("multipart body without boundary".to_string()),
+            }
+        }
+        BodyKind::Xml => {
+            out.kind = "xml";
+            let mut args = Vec::new();
+            let parsed = parse_xml_into(&bytes_to_string(body), &mut args, truncated);
+            out.args.extend(owned_args(args));
+            if let Err(e) = parsed {
+                out.error = Some(format!("malformed XML body: {}", e));
+            }
+        }
+        BodyKind::None => {
+            let text = request_text(body);
+            let first = text.trim_start();
+            if first.starts_with('{') || first.starts_with('[') {
+                let mut json = JsonArgs::default();
+                if parse_json_into(body, &mut json).is_ok() {
+                    out.json = json;
+                    out.kind = "json";
+                    return out;
+                }
+            }
+            // Like a form post: a single-line body is split into arguments (a piece without '='
+            // becomes an argument name with an empty value).
+            if !text.trim_end_matches(['\r', '\n']).contains('\n') {
+                out.kind = "urlencoded";
+                let line = match text {
+                    Cow::Borrowed(s) => Cow::Borrowed(s.trim_end_matches(['\r', '\n'])),
+                    Cow::Owned(s) => Cow::Owned(s.trim_end_matches(['\r', '\n']).to_string()),
+                };
+                parse_urlencoded_text(line, &mut out.args);
+            }
+        }
+        BodyKind::Other => {}
+    }
+    out
+}
+
+/// Bytes of the request (a body, a header value) as text: borrowed when they
+/// are UTF-8, repaired (overlong forms, invalid bytes) into a copy otherwise.
+pub fn request_text(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => Cow::Owned(bytes_to_string(bytes)),
+    }
+}
+
+/// Arguments a parser built as owned strings.
+fn owned_args<'a>(args: Vec<(String, String)>) -> impl Iterator<Item = Arg<'a>> {
+    args.into_iter()
+        .map(|(n, v)| (Cow::Owned(n), Cow::Owned(v)))
+}
+
+/// `parse_urlencoded_into` on text that may be a repaired copy of the body.
+fn parse_urlencoded_text<'a>(text: Cow<'a, str>, args: &mut Vec<Arg<'a>>) {
+    match text {
+        Cow::Borrowed(s) => parse_urlencoded_into(s, args),
+        Cow::Owned(s) => {
+            let mut borrowed = Vec::new();
+            parse_urlencoded_into(&s, &mut borrowed);
+            args.extend(
+                borrowed
+                    .into_iter()
+                    .map(|(n, v)| (Cow::Owned(n.into_owned()), Cow::Owned(v.into_owned()))),
+            );
+        }
+    }
+}
+
+fn decode_component(s: &str) -> Cow<'_, str> {
+    match url_decode_once(s, true) {
+        Some(decoded) => Cow::Owned(decoded),
+        None => Cow::Borrowed(s),
+    }
+}
+
+/// Parse `a=1&b=2` (also used for query strings). Pieces without '=' become a name with empty value.
+pub fn parse_urlencoded_into<'a>(s: &'a str, args: &mut Vec<Arg<'a>>) {
+    // `&` and `=` are ASCII, so every cut below falls on a character boundary.
+    let mut start = 0;
+    for _ in 0..MAX_BODY_ARGS {
+        if start > s.len() {
+            break;
+        }
+        let end = memchr::memchr(b'&', &s.as_bytes()[start..]).map_or(s.len(), |p| start + p);
+        let piece = &s[start..end];
+        start = end + 1;
+        if piece.is_empty() {
+            continue;
+        }
+        let (k, v) = match memchr::memchr(b'=', piece.as_bytes()) {
+            Some(p) => (&piece[..p], &piece[p + 1..]),
+            None => (piece, ""),
+        };
+        args.push((decode_component(k), decode_component(v)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urlencoded() {
+        let p = parse_body(
+            Some("application/x-www-form-urlencoded"),
+            b"a=1&b=x+y%21&c",
+            false,
+        );
+        assert_eq!(
+            p.args,
+            vec![
+                ("a".into(), "1".into()),
+                ("b".into(), "x y!".into()),
+                ("c".into(), "".into())
+            ]
+        );
+        let p = parse_body(None, b"var=1 OR 1=1", false);
+        assert_eq!(p.args[0].1, "1 OR 1=1");
+    }
+
+    #[test]
+    fn json_paths_and_errors() {
+        let p = parse_body(
+            Some("application/json; charset=utf-8"),
+            br#"{"user":{"address":[{"street":"x"}],"$ne":1},"ok":true}"#,
+            false,
+        );
+        let pairs: Vec<(&str, &str)> = p.arg_pairs().collect();
+        assert!(pairs.contains(&("user.address[0].street", "x")));
+        assert!(pairs.contains(&("user.$ne", "1")));
+        assert_eq!(p.arg_count(), 3);
+        assert!(p.error.is_none());
+        // Escaped keys and values read unescaped; integers and booleans read as JSON writes them.
+        let mut args = JsonArgs::default();
+        parse_json_into(
+            br#"{"a\u002eb":{"\u0024where":-5,"t":true,"f":false,"big":18446744073709551615,"e":"x\"y"}}"#,
+            &mut args,
+        )
+        .unwrap();
+        assert_eq!(
+            args.iter().collect::<Vec<_>>(),
+            [
+                ("a.b.$where", "-5"),
+                ("a.b.t", "true"),
+                ("a.b.f", "false"),
+                ("a.b.big", "18446744073709551615"),
+                ("a.b.e", "x\"y")
+            ]
+        );
+        let p = parse_body(Some("application/json"), b"{\"a\":", false);
+        assert!(p.error.unwrap().contains("malformed JSON"));
+        // truncated bodies are not reported as malformed
+        let p = parse_body(Some("application/json"), b"{\"a\":", true);
+        assert!(p.error.is_none());
+        // deep nesting does not blow the stack
+        let deep = "[".repeat(100_000);
+        let p = parse_body(Some("application/json"), deep.as_bytes(), false);
+        assert!(p.error.is_some());
+    }
+
+    #[test]
+    fn json_keeps_duplicate_keys_order_and_the_prefix_of_a_broken_document() {
+        let mut args = JsonArgs::default();
+        parse_json_into(
+            br#"{"q":"<script>","q":"ok","n":[1,2.5,null,{}]}"#,
+            &mut args,
+        )
+        .unwrap();
+        assert_eq!(
+            args.iter().collect::<Vec<_>>(),
+            [
+                ("q", "<script>"),
+                ("q", "ok"),
+                ("n[0]", "1"),
+                ("n[1]", "2.5"),
+                ("n[2]", ""),
+                ("n[3]", ""),
+            ]
+        );
+        let mut args = JsonArgs::default();
+        assert!(parse_json_into(br#"{"a":"union select","b":"#, &mut args).is_err());
+        assert_eq!(args.iter().collect::<Vec<_>>(), [("a", "union select")]);
+        let mut args = JsonArgs::default();
+        assert!(parse_json_into(br#"{"a":1} trailing"#, &mut args).is_err());
+        // Text is read as text; invalid UTF-8 in a string is an error, as serde_json reads bytes.
+        let mut args = JsonArgs::default();
+        parse_json_into("{\"ä\":\"ö\"}".as_bytes(), &mut args).unwrap();
+        assert_eq!(args.iter().collect::<Vec<_>>(), [("ä", "ö")]);
+        let mut args = JsonArgs::default();
+        assert!(parse_json_into(b"{\"a\":\"x\",\"b\":\"\xff\"}", &mut args).is_err());
+        assert_eq!(args.iter().collect::<Vec<_>>(), [("a", "x")]);
+    }
+
+    #[test]
+    fn multipart() {
+        let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nhello world\r\n--XyZ\r\nContent-Disposition: form-data; name=\"up\"; filename=\"a.php\"\r\nContent-Type: application/octet-stream\r\n\r\n<?php x ?>\r\n--XyZ--\r\n";
+        let p = parse_body(Some("multipart/form-data; boundary=XyZ"), body, false);
+        assert!(p.error.is_none(), "{:?}", p.error);
+        assert!(p.args.contains(&("title".into(), "hello world".into())));
+        assert_eq!(p.files, vec![("up".into(), "a.php".into())]);
+        let p = parse_body(
+            Some("multipart/form-data; boundary=XyZ"),
+            b"--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nv\r\n",
+            false,
+        );
+        assert!(p.error.is_some());
+        let p = parse_body(Some("multipart/form-data"), b"whatever", false);
+        assert!(p.error.is_some());
+    }
+
+    #[test]
+    fn xml() {
+        let p = parse_body(
+            Some("application/xml"),
+            br#"<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><r a="1"><b>text &x;</b><![CDATA[raw]]></r>"#,
+            false,
+        );
+        assert!(p.error.is_none(), "{:?}", p.error);
+        assert!(p.args.contains(&("xml:r@a".into(), "1".into())));
+        assert!(p.args.contains(&("xml:b".into(), "text &x;".into())));
+        assert!(p.args.contains(&("xml:r".into(), "raw".into())));
+        let p = parse_body(Some("text/xml"), b"<a><b></a>", false);
+        assert!(p.error.is_some());
+        let p = parse_body(Some("text/xml"), b"<a", false);
+        assert!(p.error.is_some());
+    }
+}
