@@ -6,7 +6,7 @@ use std::path::Path;
 
 use aho_corasick::{packed, AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 
-use super::body::{parse_body, parse_urlencoded_into, request_text, Arg, ParsedBody};
+use super::body::{body_text, parse_body, parse_urlencoded_into, request_text, Arg, ParsedBody};
 use super::clean_cache;
 use super::encoding;
 use super::policy::{Exclusion, Mode, Policy};
@@ -1449,7 +1449,7 @@ impl WafPlan {
             push(&mut vars, Coll::ReqBodyError, empty(), Cow::Borrowed(e));
         }
         if used(Coll::Body) && !req.body.is_empty() {
-            push(&mut vars, Coll::Body, empty(), request_text(req.body));
+            push(&mut vars, Coll::Body, empty(), body_text(req.body));
         }
         for (i, v) in meta_vals.into_iter().enumerate() {
             vars.push(Var {

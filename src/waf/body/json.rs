@@ -94,6 +94,17 @@ pub fn parse_json_into<'a>(body: &'a [u8], out: &mut JsonArgs<'a>) -> Result<(),
     }
 }
 
+/// [`parse_json_into`] over text that does not live as long as the body (a rewritten or decoded
+/// copy): every leaf is written into `out`.
+pub(super) fn parse_json_copy(text: &str, out: &mut JsonArgs<'_>) -> Result<(), String> {
+    let mut leaves = JsonArgs::default();
+    let parsed = parse_json_into(text.as_bytes(), &mut leaves);
+    for (path, value) in leaves.iter() {
+        out.push_written(path, value);
+    }
+    parsed
+}
+
 fn flatten_json<'a, R: serde_json::de::Read<'a>>(
     mut de: serde_json::Deserializer<R>,
     out: &mut JsonArgs<'a>,

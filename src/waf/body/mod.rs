@@ -4,6 +4,7 @@
 
 mod json;
 mod multipart;
+mod relaxed_json;
 mod xml;
 
 pub use json::{parse_json_into, JsonArgs};
@@ -106,7 +107,7 @@ pub fn parse_body<'a>(
             out.kind = "json";
             let parsed = parse_json_into(body, &mut out.json);
             if let Err(e) = parsed {
-                if !truncated {
+                if !truncated && !read_json_leniently(body, &mut out.json) {
                     out.error = Some(format!("malformed JSON body: {}", e));
                 }
             }
@@ -143,9 +144,9 @@ pub fn parse_body<'a>(
                     return out;
                 }
             }
-            // Like a form post: a single-line body is split into arguments (a piece without '='
-            // becomes an argument name with an empty value).
-            if !text.trim_end_matches(['\r', '\n']).contains('\n') {
+            // Like a form post: a single-line text body is split into arguments (a piece without
+            // '=' becomes an argument name with an empty value). Binary data is no form.
+            if !text.trim_end_matches(['\r', '\n']).contains('\n') && !is_binary(body) {
                 out.kind = "urlencoded";
                 let line = match text {
                     Cow::Borrowed(s) => Cow::Borrowed(s.trim_end_matches(['\r', '\n'])),
@@ -157,6 +158,103 @@ pub fn parse_body<'a>(
         BodyKind::Other => {}
     }
     out
+}
+
+/// A declared JSON body that strict JSON refused, read the ways real clients write it: base64 of
+/// a JSON document (analytics beacons send that under `application/json`), or relaxed JSON
+/// (unquoted keys, single quotes, trailing commas; see [`relaxed_json`]). On success the leaves
+/// replace what the strict parse found before its error, and the body is no error: all of it is
+/// inspected.
+fn read_json_leniently(body: &[u8], json: &mut JsonArgs<'_>) -> bool {
+    let text = request_text(body);
+    let document = base64_document(&text);
+    let Some(strict) = relaxed_json::to_strict(document.as_deref().unwrap_or(&text)) else {
+        return false;
+    };
+    let mut leaves = JsonArgs::default();
+    if json::parse_json_copy(&strict, &mut leaves).is_err() {
+        return false;
+    }
+    *json = leaves;
+    true
+}
+
+/// The text a body that is one base64 run (standard or URL-safe, padded or not) decodes to, when
+/// it decodes to UTF-8 text that starts like a JSON document.
+fn base64_document(text: &str) -> Option<String> {
+    use base64::Engine;
+    let t = text.trim();
+    let b64 = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'-' | b'_');
+    if t.len() < 8 || !t.trim_end_matches('=').bytes().all(b64) {
+        return None;
+    }
+    let unpadded = t.trim_end_matches('=');
+    let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(unpadded)
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(unpadded))
+        .ok()?;
+    let decoded = String::from_utf8(bytes).ok()?;
+    decoded
+        .trim_start()
+        .starts_with(['{', '['])
+        .then_some(decoded)
+}
+
+/// Shortest run of text kept from a binary body by [`body_text`].
+const MIN_TEXT_RUN: usize = 8;
+
+/// Whether a body is binary data (protobuf, an image, compressed bytes) rather than text: it
+/// holds a NUL, or one character in twenty is a control character or an invalid UTF-8 byte.
+pub fn is_binary(b: &[u8]) -> bool {
+    if memchr::memchr(0, b).is_some() {
+        return true;
+    }
+    let (mut chars, mut odd) = (0usize, 0usize);
+    for chunk in b.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            chars += 1;
+            odd += usize::from(c.is_control() && !matches!(c, '\t' | '\r' | '\n'));
+        }
+        let invalid = chunk.invalid().len();
+        chars += invalid;
+        odd += invalid;
+    }
+    odd * 20 > chars
+}
+
+/// The body as the raw-`body` rules read it: its text, or for a binary body the runs of at
+/// least [`MIN_TEXT_RUN`] printable characters, one per line. An attack in a string field of a
+/// binary format is such a run; byte pairs that only look like markup between binary fields
+/// (`<?` followed by a space in a protobuf message) are not.
+pub fn body_text(b: &[u8]) -> Cow<'_, str> {
+    if !is_binary(b) {
+        return request_text(b);
+    }
+    let mut out = String::new();
+    let mut run = String::new();
+    let end_run = |run: &mut String, out: &mut String| {
+        if run.chars().count() >= MIN_TEXT_RUN {
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for chunk in b.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() && c != '\t' {
+                end_run(&mut run, &mut out);
+            } else {
+                run.push(c);
+            }
+        }
+        if !chunk.invalid().is_empty() {
+            end_run(&mut run, &mut out);
+        }
+    }
+    end_run(&mut run, &mut out);
+    Cow::Owned(out)
 }
 
 /// Bytes of the request (a body, a header value) as text: borrowed when they
@@ -222,6 +320,47 @@ pub fn parse_urlencoded_into<'a>(s: &'a str, args: &mut Vec<Arg<'a>>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_as_real_clients_send_it_is_read_whole() {
+        // Relaxed JSON: unquoted keys, single quotes.
+        let p = parse_body(
+            Some("application/json"),
+            br#"{publisherid:"72a9",q:'1\' or 1=1--'}"#,
+            false,
+        );
+        assert!(p.error.is_none(), "{:?}", p.error);
+        let pairs: Vec<(&str, &str)> = p.arg_pairs().collect();
+        assert!(pairs.contains(&("publisherid", "72a9")));
+        assert!(pairs.contains(&("q", "1' or 1=1--")));
+        // Base64 of a JSON document (beacons), padded or not.
+        for body in [&b"eyJhIjoiPHNjcmlwdD4ifQ=="[..], b"eyJhIjoiPHNjcmlwdD4ifQ"] {
+            let p = parse_body(Some("application/json"), body, false);
+            assert!(p.error.is_none());
+            assert_eq!(p.arg_pairs().collect::<Vec<_>>(), vec![("a", "<script>")]);
+        }
+        // Neither: still malformed, and the strict parse's prefix is kept.
+        let p = parse_body(Some("application/json"), br#"{"a":"x", b=1}"#, false);
+        assert!(p
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("malformed JSON")));
+        assert_eq!(p.arg_pairs().collect::<Vec<_>>(), vec![("a", "x")]);
+    }
+
+    #[test]
+    fn binary_bodies_are_read_as_their_text_runs() {
+        let protobuf = b"\x0a\x03<? \x12\x10SELECT * FROM users\x1a\x02\x00\x01";
+        assert!(is_binary(protobuf));
+        assert_eq!(body_text(protobuf), "SELECT * FROM users");
+        assert!(!is_binary("plain text, caf\u{e9}\r\n".as_bytes()));
+        assert_eq!(body_text(b"<?php echo 1; ?>"), "<?php echo 1; ?>");
+        // A binary body without a Content-Type is no form post.
+        let p = parse_body(None, b"x\x00", false);
+        assert!(p.args.is_empty() && p.error.is_none());
+        let p = parse_body(None, b"x=1&y=2", false);
+        assert_eq!(p.args.len(), 2);
+    }
 
     #[test]
     fn urlencoded() {
