@@ -397,6 +397,19 @@ impl<'a> Target<'a> {
 
 /// Parses the query string and the body. The variables borrow the result, so a JSON body's
 /// hundreds of names and values are neither copied nor freed one by one.
+/// `bytes` without the given (ascending, disjoint) ranges.
+fn without_ranges(bytes: &[u8], ranges: &[std::ops::Range<usize>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut from = 0;
+    for r in ranges {
+        let start = r.start.min(bytes.len());
+        out.extend_from_slice(&bytes[from.min(start)..start]);
+        from = from.max(r.end.min(bytes.len()));
+    }
+    out.extend_from_slice(&bytes[from..]);
+    out
+}
+
 fn parse_inputs<'a>(req: &HttpRequest<'a>) -> Inputs<'a> {
     let mut query = Vec::new();
     let target = Target::split(req.uri);
@@ -1449,7 +1462,12 @@ impl WafPlan {
             push(&mut vars, Coll::ReqBodyError, empty(), Cow::Borrowed(e));
         }
         if used(Coll::Body) && !req.body.is_empty() {
-            push(&mut vars, Coll::Body, empty(), body_text(req.body));
+            let text = if parsed.structured.is_empty() {
+                body_text(req.body)
+            } else {
+                Cow::Owned(body_text(&without_ranges(req.body, &parsed.structured)).into_owned())
+            };
+            push(&mut vars, Coll::Body, empty(), text);
         }
         for (i, v) in meta_vals.into_iter().enumerate() {
             vars.push(Var {

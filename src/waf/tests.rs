@@ -376,3 +376,43 @@ rx = '''%2e%2e'''
     // Short values go straight to the automaton.
     assert_eq!(ids("x %2E%2E <!Entity"), [30, 31]);
 }
+
+/// The requests of a batch body (`multipart/mixed` of `application/http` parts) are inspected as
+/// requests: their query and body arguments are arguments, and their request lines and part
+/// headers are no smuggling or response splitting.
+#[test]
+fn batch_parts_are_inspected_as_the_requests_they_carry() {
+    let p = default_plan().unwrap();
+    let policy = Policy::default();
+    let batch = |inner_query: &str, inner_body: &str| {
+        let body = format!(
+            "--b1\r\nContent-Type: application/http\r\nContent-ID: 1\r\n\r\n\
+             GET /drive/v2/files?{inner_query} HTTP/1.1\r\n\r\n\r\n\
+             --b1\r\nContent-Type: application/http\r\n\r\n\
+             PATCH /v2/people/7 HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{inner_body}\r\n\
+             --b1--\r\n"
+        );
+        format!(
+            "POST /batch HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/mixed; boundary=b1\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let benign = eval(
+        &p,
+        &policy,
+        &batch("fields=kind%2Cparents(id)&q=x", r#"{"name":"Ann"}"#),
+    );
+    assert!(benign.matches.is_empty(), "{:?}", benign.matches);
+    let in_query = eval(&p, &policy, &batch("q=1%27%20or%20%271%27%3D%271", "{}"));
+    assert!(in_query.over_threshold, "{:?}", in_query.matches);
+    let in_body = eval(
+        &p,
+        &policy,
+        &batch("q=x", r#"{"name":"<script>alert(1)</script>"}"#),
+    );
+    assert!(in_body.over_threshold, "{:?}", in_body.matches);
+    // The same body as text/plain (the type given in the query string) is read the same way.
+    let plain = batch("q=x", "{}").replace("multipart/mixed; boundary=b1", "text/plain");
+    assert!(eval(&p, &policy, &plain).matches.is_empty());
+}

@@ -8,12 +8,13 @@ mod relaxed_json;
 mod xml;
 
 pub use json::{parse_json_into, JsonArgs};
-pub use multipart::boundary_of;
+pub use multipart::{boundary_of, sniff_boundary};
 pub use xml::parse_xml_into;
 
 use super::transform::{bytes_to_string, url_decode_once};
 use multipart::parse_multipart;
 use std::borrow::Cow;
+use std::ops::Range;
 
 /// A (name, value) argument, borrowed from the request wherever decoding
 /// left it unchanged: most query and form arguments need no copy.
@@ -36,6 +37,9 @@ pub struct ParsedBody<'a> {
     pub part_headers: Vec<(String, String)>,
     /// Set when the declared type could not be parsed.
     pub error: Option<String>,
+    /// Byte ranges of the body that were inspected as requests of their own (the parts of a
+    /// batch): the raw-body rules do not read them again as text.
+    pub structured: Vec<Range<usize>>,
     /// Body kind that was detected: "urlencoded", "json", "multipart", "xml" or "" (raw only).
     pub kind: &'static str,
 }
@@ -94,6 +98,17 @@ pub fn parse_body<'a>(
     body: &'a [u8],
     truncated: bool,
 ) -> ParsedBody<'a> {
+    parse_body_with(content_type, body, truncated, true)
+}
+
+/// [`parse_body`]; `batches`: whether the parts of a batch are read as requests (not inside a
+/// batch's own request: nesting stops there).
+fn parse_body_with<'a>(
+    content_type: Option<&str>,
+    body: &'a [u8],
+    truncated: bool,
+    batches: bool,
+) -> ParsedBody<'a> {
     let mut out = ParsedBody::default();
     if body.is_empty() {
         return out;
@@ -115,13 +130,13 @@ pub fn parse_body<'a>(
         BodyKind::Multipart => {
             out.kind = "multipart";
             let ct = content_type.unwrap_or("");
-            match boundary_of(ct) {
-                Some(b) => {
-                    if let Err(e) = parse_multipart(body, &b, truncated, &mut out) {
-                        out.error = Some(format!("malformed multipart body: {}", e));
-                    }
+            // Without its boundary parameter, a body that shows its boundary is read by it; one
+            // that does not is no multipart body at all (a backend cannot split it either) and
+            // is left to the raw-body rules.
+            if let Some(b) = boundary_of(ct).or_else(|| sniff_boundary(body)) {
+                if let Err(e) = parse_multipart(body, &b, truncated, batches, &mut out) {
+                    out.error = Some(format!("malformed multipart body: {}", e));
                 }
-                None => out.error = Some("multipart body without boundary".to_string()),
             }
         }
         BodyKind::Xml => {
@@ -155,7 +170,17 @@ pub fn parse_body<'a>(
                 parse_urlencoded_text(line, &mut out.args);
             }
         }
-        BodyKind::Other => {}
+        BodyKind::Other => {
+            // A batch sent as `text/plain` (its real type in the query string): read as the
+            // multipart body it is when it parses as one.
+            if let Some(b) = sniff_boundary(body) {
+                let mut sniffed = ParsedBody::default();
+                if parse_multipart(body, &b, truncated, batches, &mut sniffed).is_ok() {
+                    sniffed.kind = "multipart";
+                    return sniffed;
+                }
+            }
+        }
     }
     out
 }
@@ -467,8 +492,12 @@ mod tests {
             false,
         );
         assert!(p.error.is_some());
+        // Without a boundary parameter: read by the boundary the body shows, or not at all
+        // (no backend can split it either; the raw-body rules still read it).
+        let p = parse_body(Some("multipart/form-data"), body, false);
+        assert!(p.error.is_none() && p.args.contains(&("title".into(), "hello world".into())));
         let p = parse_body(Some("multipart/form-data"), b"whatever", false);
-        assert!(p.error.is_some());
+        assert!(p.error.is_none() && p.args.is_empty());
     }
 
     #[test]
