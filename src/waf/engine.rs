@@ -6,7 +6,10 @@ use std::path::Path;
 
 use aho_corasick::{packed, AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 
-use super::body::{body_text, parse_body, parse_urlencoded_into, request_text, Arg, ParsedBody};
+use super::body::{
+    body_text, parse_body, parse_urlencoded_into, request_text, Arg, ParsedBody, MAX_BODY_ARGS,
+    MAX_JSON_LEAVES,
+};
 use super::clean_cache;
 use super::encoding;
 use super::policy::{Exclusion, Mode, Policy};
@@ -26,7 +29,9 @@ use super::transform::{
 /// Maximum bytes of matched data kept in a [`RuleMatch`].
 const DATA_MAX: usize = 100;
 /// Maximum number of variables extracted from one request.
-const MAX_VARS: usize = 4096;
+/// Most variables built from one request: every argument (name and value) of the largest query,
+/// form and JSON document the body parsers return, with room for headers, cookies and the rest.
+const MAX_VARS: usize = 2 * (MAX_JSON_LEAVES + 2 * MAX_BODY_ARGS) + 2048;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum NumCmp {
@@ -1416,7 +1421,9 @@ impl WafPlan {
         let mut meta_vals: Vec<usize> = Vec::with_capacity(self.metas.len());
         for m in &self.meta_kinds {
             meta_vals.push(match m {
-                MetaKind::CountArgs => arg_count,
+                // Query and form arguments: what a framework turns into variables (PHP's
+                // max_input_vars). The leaves of one JSON document are not counted here.
+                MetaKind::CountArgs => inputs.query.len() + parsed.args.len(),
                 MetaKind::CountHeaders => req.headers.len(),
                 MetaKind::CountCookies => cookie_count,
                 MetaKind::CountFiles => parsed.files.len(),

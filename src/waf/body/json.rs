@@ -1,8 +1,12 @@
 //! JSON bodies: a streaming flattener that names every leaf by its path.
 
-use super::MAX_BODY_ARGS;
 use super::MAX_JSON_DEPTH;
 use std::ops::Range;
+
+/// Most leaves recorded from one JSON document. Real telemetry and API bodies hold a few
+/// thousand (4,009 in a 64 KB beacon); past this the rest of the document cannot be inspected,
+/// which the parser reports (a body error) rather than passing it unseen.
+pub const MAX_JSON_LEAVES: usize = 16384;
 
 /// The leaves of a JSON body, named by their paths (`user.address[0].street`).
 ///
@@ -15,6 +19,8 @@ use std::ops::Range;
 pub struct JsonArgs<'a> {
     text: String,
     leaves: Vec<JsonLeaf<'a>>,
+    /// Values past [`MAX_JSON_LEAVES`] or [`MAX_JSON_DEPTH`] were read but not recorded.
+    skipped: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +56,11 @@ impl<'a> JsonArgs<'a> {
 
     pub fn is_empty(&self) -> bool {
         self.leaves.is_empty()
+    }
+
+    /// Whether values were left out for being past the leaf or depth limit.
+    pub fn skipped(&self) -> bool {
+        self.skipped
     }
 
     /// Records a leaf named `path` whose value borrows the body (or is static).
@@ -102,6 +113,7 @@ pub(super) fn parse_json_copy(text: &str, out: &mut JsonArgs<'_>) -> Result<(), 
     for (path, value) in leaves.iter() {
         out.push_written(path, value);
     }
+    out.skipped |= leaves.skipped;
     parsed
 }
 
@@ -129,18 +141,20 @@ struct JsonFlattener<'p, 'de> {
 }
 
 impl<'de> JsonFlattener<'_, 'de> {
-    /// Past the argument or depth limit values are read but not recorded.
-    fn full(&self) -> bool {
-        self.out.len() >= MAX_BODY_ARGS || self.depth > MAX_JSON_DEPTH
+    /// Past the leaf or depth limit values are read but not recorded (and that is remembered).
+    fn full(&mut self) -> bool {
+        let full = self.out.len() >= MAX_JSON_LEAVES || self.depth > MAX_JSON_DEPTH;
+        self.out.skipped |= full;
+        full
     }
 
-    fn leaf_borrowed(self, value: &'de str) {
+    fn leaf_borrowed(mut self, value: &'de str) {
         if !self.full() {
             self.out.push_borrowed(self.path, value);
         }
     }
 
-    fn leaf_written(self, value: &str) {
+    fn leaf_written(mut self, value: &str) {
         if !self.full() {
             self.out.push_written(self.path, value);
         }

@@ -7,7 +7,7 @@ mod multipart;
 mod relaxed_json;
 mod xml;
 
-pub use json::{parse_json_into, JsonArgs};
+pub use json::{parse_json_into, JsonArgs, MAX_JSON_LEAVES};
 pub use multipart::{boundary_of, sniff_boundary};
 pub use xml::parse_xml_into;
 
@@ -20,7 +20,8 @@ use std::ops::Range;
 /// left it unchanged: most query and form arguments need no copy.
 pub type Arg<'a> = (Cow<'a, str>, Cow<'a, str>);
 
-/// Maximum number of arguments taken from one body.
+/// Maximum number of arguments taken from one query string or form body (rule 920271 refuses
+/// far fewer); a JSON document has its own limit, [`MAX_JSON_LEAVES`].
 pub const MAX_BODY_ARGS: usize = 2048;
 /// Maximum JSON nesting depth walked.
 pub const MAX_JSON_DEPTH: usize = 64;
@@ -125,6 +126,12 @@ fn parse_body_with<'a>(
                 if !truncated && !read_json_leniently(body, &mut out.json) {
                     out.error = Some(format!("malformed JSON body: {}", e));
                 }
+            }
+            if out.json.skipped() {
+                out.error = Some(format!(
+                    "JSON body with more than {MAX_JSON_LEAVES} values or deeper than \
+                     {MAX_JSON_DEPTH} levels: the rest cannot be inspected"
+                ));
             }
         }
         BodyKind::Multipart => {
@@ -371,6 +378,29 @@ mod tests {
             .as_deref()
             .is_some_and(|e| e.contains("malformed JSON")));
         assert_eq!(p.arg_pairs().collect::<Vec<_>>(), vec![("a", "x")]);
+    }
+
+    #[test]
+    fn json_past_its_limits_is_an_error_not_a_blind_spot() {
+        let doc = |n: usize| format!("[{}]", vec!["1"; n].join(","));
+        let (small, large) = (doc(4000), doc(MAX_JSON_LEAVES + 1));
+        let p = parse_body(Some("application/json"), small.as_bytes(), false);
+        assert!(p.error.is_none() && p.json.len() == 4000);
+        let p = parse_body(Some("application/json"), large.as_bytes(), false);
+        assert!(p
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("cannot be inspected")));
+        let deep = format!(
+            "{}\"x\"{}",
+            "[".repeat(MAX_JSON_DEPTH + 2),
+            "]".repeat(MAX_JSON_DEPTH + 2)
+        );
+        let p = parse_body(Some("application/json"), deep.as_bytes(), false);
+        assert!(p
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("cannot be inspected")));
     }
 
     #[test]
