@@ -116,6 +116,14 @@ fn parse_body_with<'a>(
     }
     match body_kind(content_type) {
         BodyKind::UrlEncoded => {
+            // jQuery and many SDKs post JSON documents under the form type, and most backends
+            // read such a body as the JSON it is: its leaves are the arguments, not one giant
+            // argument name.
+            if let Some(json) = json_document(body) {
+                out.kind = "json";
+                out.json = json;
+                return out;
+            }
             out.kind = "urlencoded";
             parse_urlencoded_text(request_text(body), &mut out.args);
         }
@@ -156,16 +164,12 @@ fn parse_body_with<'a>(
             }
         }
         BodyKind::None => {
-            let text = request_text(body);
-            let first = text.trim_start();
-            if first.starts_with('{') || first.starts_with('[') {
-                let mut json = JsonArgs::default();
-                if parse_json_into(body, &mut json).is_ok() {
-                    out.json = json;
-                    out.kind = "json";
-                    return out;
-                }
+            if let Some(json) = json_document(body) {
+                out.json = json;
+                out.kind = "json";
+                return out;
             }
+            let text = request_text(body);
             // Like a form post: a single-line text body is split into arguments (a piece without
             // '=' becomes an argument name with an empty value). Binary data is no form.
             if !text.trim_end_matches(['\r', '\n']).contains('\n') && !is_binary(body) {
@@ -190,6 +194,16 @@ fn parse_body_with<'a>(
         }
     }
     out
+}
+
+/// The leaves of a body that is a whole, valid JSON document (an object or an array).
+fn json_document(body: &[u8]) -> Option<JsonArgs<'_>> {
+    let first = body.iter().find(|c| !c.is_ascii_whitespace())?;
+    if !matches!(first, b'{' | b'[') {
+        return None;
+    }
+    let mut json = JsonArgs::default();
+    (parse_json_into(body, &mut json).is_ok() && !json.skipped()).then_some(json)
 }
 
 /// A declared JSON body that strict JSON refused, read the ways real clients write it: base64 of
