@@ -150,6 +150,20 @@ pub struct Report {
     /// Engine time per request (only with `--timing`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timing: Option<Timing>,
+    /// Blocked benign requests by the family (category) of the rules that matched them, so a
+    /// false-positive regression names its rules.
+    pub benign_blocked_by_family: BTreeMap<String, FamilyBlocks>,
+}
+
+/// Benign requests blocked with rules of one family among their matches.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct FamilyBlocks {
+    /// Blocked benign requests that a rule of this family matched.
+    pub blocked: usize,
+    /// `blocked` as a share of all benign requests replayed.
+    pub share: f64,
+    /// The same count for each rule of the family.
+    pub rules: BTreeMap<u32, usize>,
 }
 
 /// Engine time per request over a replay (`--timing`), per label.
@@ -258,6 +272,9 @@ pub fn replay_cases(plan: &WafPlan, policy: &Policy, cases: &[Case], keep_all: b
             .entry(c.category.clone())
             .or_default()
             .add(c.label, blocked);
+        if c.label == Label::Benign && blocked {
+            count_benign_block(&mut r.benign_blocked_by_family, &v);
+        }
         let miss = (c.label == Label::Attack) != blocked;
         if miss || keep_all {
             let cr = CaseResult {
@@ -280,7 +297,24 @@ pub fn replay_cases(plan: &WafPlan, policy: &Policy, cases: &[Case], keep_all: b
     for s in r.categories.values_mut() {
         s.finish();
     }
+    let benign = r.overall.benign.max(1) as f64;
+    for f in r.benign_blocked_by_family.values_mut() {
+        f.share = f.blocked as f64 / benign;
+    }
     r
+}
+
+/// Counts one blocked benign request against each family and rule that matched it (once each).
+fn count_benign_block(by_family: &mut BTreeMap<String, FamilyBlocks>, v: &Verdict) {
+    let mut families: Vec<&str> = Vec::new();
+    for m in &v.matches {
+        let family = by_family.entry(m.category.clone()).or_default();
+        *family.rules.entry(m.rule_id).or_default() += 1;
+        if !families.contains(&m.category.as_str()) {
+            families.push(&m.category);
+            family.blocked += 1;
+        }
+    }
 }
 
 /// Load every case from the given files/directories.
@@ -681,6 +715,9 @@ pub fn print_report(r: &Report, explain: bool, misses: bool) {
             }
         }
     }
+    if !r.benign_blocked_by_family.is_empty() {
+        print_benign_blocks(&r.benign_blocked_by_family);
+    }
     if let Some(t) = &r.timing {
         print_timing(t);
     }
@@ -693,6 +730,24 @@ pub fn print_report(r: &Report, explain: bool, misses: bool) {
                 println!("    {}", m);
             }
         }
+    }
+}
+
+fn print_benign_blocks(by_family: &BTreeMap<String, FamilyBlocks>) {
+    println!("\n# benign requests blocked, by rule family (share of all benign) and rule");
+    let mut families: Vec<(&String, &FamilyBlocks)> = by_family.iter().collect();
+    families.sort_by(|a, b| b.1.blocked.cmp(&a.1.blocked).then(a.0.cmp(b.0)));
+    for (name, f) in families {
+        let mut rules: Vec<(&u32, &usize)> = f.rules.iter().collect();
+        rules.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let rules: Vec<String> = rules.iter().map(|(id, n)| format!("{id}: {n}")).collect();
+        println!(
+            "{:<24} {:>6} {:>8}   {}",
+            name,
+            f.blocked,
+            format!("{:.3}%", f.share * 100.0),
+            rules.join(", ")
+        );
     }
 }
 

@@ -128,12 +128,17 @@ fn script_scheme_at(b: &[u8], mut i: usize) -> bool {
     let mut buf = [0u8; 24];
     let mut n = 0;
     let mut steps = 0;
+    // Character references or control characters inside the scheme: nobody
+    // writes a link that way but to slip it past a filter.
+    let mut disguised = false;
     while i < b.len() && n < buf.len() && steps < 200 {
         steps += 1;
         let (c, next) = decode_char(b, i);
+        disguised |= next > i + 1 && n > 0;
         i = next;
         if c <= 0x20 || c == 0x7f {
             // tabs/newlines/control chars inside the scheme are ignored
+            disguised |= n > 0;
             continue;
         }
         buf[n] = lower(c);
@@ -145,7 +150,7 @@ fn script_scheme_at(b: &[u8], mut i: usize) -> bool {
     let s = &buf[..n];
     if s.starts_with(b"javascript:") || s.starts_with(b"vbscript:") || s.starts_with(b"livescript:")
     {
-        return !inert_script_body(&b[i..]);
+        return disguised || !inert_script_body(&b[i..]);
     }
     if s.starts_with(b"data:") {
         // data: URLs: need the media type
@@ -173,8 +178,20 @@ fn script_scheme_at(b: &[u8], mut i: usize) -> bool {
 }
 
 /// `javascript:void(0)`, `javascript:;` and friends: placeholders used by
-/// countless sites that cannot run anything.
+/// countless sites that cannot run anything. So is a body that neither calls,
+/// assigns, indexes nor builds a template (`javascript:2.8.18`, an SDK name in
+/// telemetry): it evaluates an expression and throws it away.
 fn inert_script_body(rest: &[u8]) -> bool {
+    let body = &rest[..rest
+        .iter()
+        .position(|c| matches!(c, b'"' | b'\'' | b'>'))
+        .unwrap_or(rest.len())];
+    if !body
+        .iter()
+        .any(|c| matches!(c, b'(' | b'`' | b'=' | b'[' | b'{' | b'&' | b'%' | b'\\'))
+    {
+        return true;
+    }
     let mut buf = [0u8; 16];
     let mut n = 0;
     for &c in rest {
@@ -717,6 +734,8 @@ mod tests {
             "\"-alert(1)-\"",
             "</script><script>alert(1)</script>",
             "javascript:alert(document.cookie)",
+            "javascript:alert`1`",
+            "javascript:location=name",
             "<!--<img src=\"--><img src=x onerror=alert(1)//\">",
             "<scr\0ipt>alert(1)</scr\0ipt>",
             "<link rel=import href=\"//evil.example/x\">",
@@ -735,6 +754,8 @@ mod tests {
             "I love <3 cats",
             "Tom & Jerry",
             "onion=1",
+            "javascript:2.8.18",
+            "javascript:3",
             "use ONCLICK in docs",
             "2<5>1",
             "{\"a\":1,\"b\":[1,2],\"c\":\"d\"}",
