@@ -57,14 +57,17 @@ fn default_idle_timeout() -> u64 {
     60
 }
 
+/// Real pages send 10-12 KB request targets (search and travel sites with their state in the
+/// query); Azure Application Gateway v2 takes 32 KB.
 fn default_max_uri() -> usize {
-    8 * 1024
+    32 * 1024
 }
 fn default_max_headers() -> usize {
     100
 }
+/// Room for a request target at `max_uri_bytes` and a browser's headers and cookies.
 fn default_max_header_bytes() -> usize {
-    32 * 1024
+    64 * 1024
 }
 fn default_max_body() -> u64 {
     100 * 1024 * 1024
