@@ -235,7 +235,7 @@ impl log::Log for PingoraLog {
 
 /// Loads and compiles a file, printing every diagnostic to stderr.
 fn load_plan(path: &Path) -> Option<RuntimePlan> {
-    let compiled = config::load_file(path).and_then(plan::compile);
+    let compiled = config::read_file(path).and_then(plan::compile);
     match compiled {
         Ok((plan, warnings)) => {
             print_diagnostics(&warnings);

@@ -77,7 +77,7 @@ impl Reloader {
                 "this edge runs an embedded configuration; there is no file to reload",
             )]);
         };
-        let (mut next, warnings) = config::load_file(path).and_then(plan::compile)?;
+        let (mut next, warnings) = config::read_file(path).and_then(plan::compile)?;
         let current = self.plan.load_full();
         check_listeners_unchanged(&current, &next, &path.display().to_string())?;
         inherit_backend_health(&current, &mut next);

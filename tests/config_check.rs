@@ -235,3 +235,48 @@ fn work_stealing_is_a_bool() {
     let (ok, _, stderr) = check(&cfg, pki.dir.path());
     assert!(ok, "{stderr}");
 }
+
+/// A file with several independent mistakes gets one error for each, with its line and key path,
+/// and a syntax error does not hide the type errors elsewhere in the file.
+#[test]
+fn every_independent_mistake_is_reported() {
+    let pki = Pki::new();
+    let cfg = base(&pki)
+        .replace("protocol = \"https\"", "protocol = \"htps\"\nhttp3 = true")
+        .replace("127.0.0.1:9001", "127.0.0.1:99999")
+        .replace(
+            "[[sites]]",
+            "[waf.policy]\nmode = \"preventoin\"\n\n[[sites]]",
+        );
+    let (ok, _, stderr) = check(&cfg, pki.dir.path());
+    assert!(!ok);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 4, "{stderr}");
+    for (needle, line) in [
+        ("listeners[0].protocol", ":4:"),
+        ("listeners[0].http3", ":5:"),
+        ("waf.policy.mode", ":12:"),
+        ("pools[0].backends[0].address", ":"),
+    ] {
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains(needle) && e.contains(line)),
+            "{needle} at {line}: {stderr}"
+        );
+    }
+
+    // A syntax error, and a type error further down.
+    let cfg = base(&pki)
+        .replace("default = true", "default = tru e")
+        .replace("name = \"apim\"", "name = 7");
+    let (ok, _, stderr) = check(&cfg, pki.dir.path());
+    assert!(!ok);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 2, "{stderr}");
+    assert!(errors.iter().any(|e| e.contains(":8:")), "{stderr}");
+    assert!(
+        errors.iter().any(|e| e.contains("pools[0].name")),
+        "{stderr}"
+    );
+}

@@ -9,7 +9,7 @@ pub mod diagnostics;
 mod load;
 
 pub use diagnostics::{Diagnostic, Diagnostics, KeyPath, Severity};
-pub use load::{load_file, load_str, Loaded};
+pub use load::{load_file, load_str, read_file, read_str, Loaded};
 
 use serde::Deserialize;
 use std::path::PathBuf;

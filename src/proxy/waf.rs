@@ -84,10 +84,7 @@ pub async fn block_page(
     if let Some(t) = trace {
         resp.insert_header(super::trace::HEADER, t)?;
     }
-    session.write_response_header(Box::new(resp), false).await?;
-    session
-        .write_response_body(Some(Bytes::from(body)), true)
-        .await
+    super::respond::send(session, resp, Bytes::from(body)).await
 }
 
 fn html_escape(s: &str) -> String {
