@@ -71,6 +71,10 @@ impl AdminApp {
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        // Pipelined requests are answered in order; a small body (POST /reload) is read first
+        // so that the request behind it starts where it ends.
+        crate::pipelining::enable(session);
+        crate::pipelining::drain_small_body(session).await;
         let method = session.req_header().method.clone();
         let path = session.req_header().uri.path().to_string();
         let (status, ctype, body): (u16, &str, Vec<u8>) = match (method.as_str(), path.as_str()) {

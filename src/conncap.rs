@@ -96,7 +96,7 @@ pub fn limit_for(plan: &RuntimePlan, ip: IpAddr) -> Option<u32> {
 
 /// A listener application that serves each connection only while its client address is under
 /// the cap, holding the address's slot for the connection's whole life (every keep-alive request),
-/// and gives the first request head a deadline ([`HeadDeadline`]).
+/// gives the first request head a deadline and counts the bytes read ([`HeadDeadline`]).
 pub struct CappedApp<A> {
     pub inner: Arc<A>,
     pub state: Arc<EdgeState>,
@@ -128,14 +128,10 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for CappedApp<A> {
             },
             None => None,
         };
-        let session: Stream = if head_limit > 0 {
-            Box::new(HeadDeadline::new(
-                session,
-                Duration::from_millis(head_limit),
-            ))
-        } else {
-            session
-        };
+        // Always wrapped: besides the deadline, the wrapper counts the bytes read for
+        // `pipelining::arrived_pipelined`.
+        let deadline = (head_limit > 0).then(|| Duration::from_millis(head_limit));
+        let session: Stream = Box::new(HeadDeadline::new(session, deadline));
         // Serve every request of the connection here, so the slot is held until it closes.
         let mut next = self.inner.process_new(session, shutdown).await;
         while let Some(stream) = next {

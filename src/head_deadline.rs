@@ -7,10 +7,15 @@
 //! have their own rate limit (`body_read_timeout_ms`) and idle keep-alive connections their own
 //! timeout. HTTP/2's connection preface contains an empty line, so h2 connections are released at
 //! once too.
+//!
+//! It also counts the bytes read from the connection, so that the request path can tell a request
+//! whose head had already arrived with the request before it (HTTP/1.1 pipelining, see
+//! [`crate::pipelining`]). Every connection of a listener gets one, with or without a deadline.
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -32,15 +37,41 @@ pub struct HeadDeadline {
     deadline: Option<Pin<Box<Sleep>>>,
     /// Progress through the head terminator: counts the bytes of "\r\n\r\n" (or "\n\n") seen.
     end: HeadEnd,
+    /// Bytes read from the connection (after TLS). Written by reads only (through `&mut self`).
+    read: AtomicU64,
+    /// `read` at the end of the previous request ([`NO_REQUEST_YET`] before the first ends).
+    request_end: AtomicU64,
 }
 
+/// `request_end` while the first request of the connection is being served.
+const NO_REQUEST_YET: u64 = u64::MAX;
+
 impl HeadDeadline {
-    pub fn new(inner: Stream, limit: Duration) -> HeadDeadline {
+    /// A connection whose first head must be complete within `limit` (None: no deadline, only
+    /// the byte count).
+    pub fn new(inner: Stream, limit: Option<Duration>) -> HeadDeadline {
         HeadDeadline {
             inner,
-            deadline: Some(Box::pin(tokio::time::sleep(limit))),
+            deadline: limit.map(|l| Box::pin(tokio::time::sleep(l))),
             end: HeadEnd::default(),
+            read: AtomicU64::new(0),
+            request_end: AtomicU64::new(NO_REQUEST_YET),
         }
+    }
+
+    /// Notes the end of a request: bytes read from now on belong to the next one.
+    pub fn mark_request_end(&self) {
+        let read = self.read.load(Ordering::Relaxed);
+        self.request_end.store(read, Ordering::Relaxed);
+    }
+
+    /// Whether a request head of `head_len` bytes, parsed after the previous request ended, came
+    /// at least in part from bytes read before that end: fewer bytes than the head have been read
+    /// since. False for the first request of a connection.
+    pub fn head_was_buffered(&self, head_len: usize) -> bool {
+        let end = self.request_end.load(Ordering::Relaxed);
+        end != NO_REQUEST_YET
+            && self.read.load(Ordering::Relaxed).saturating_sub(end) < head_len as u64
     }
 }
 
@@ -96,8 +127,12 @@ impl AsyncRead for HeadDeadline {
         }
         let before = buf.filled().len();
         let result = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if this.deadline.is_some() && this.end.feed(&buf.filled()[before..]) {
-            this.deadline = None;
+        let got = &buf.filled()[before..];
+        if !got.is_empty() {
+            *this.read.get_mut() += got.len() as u64;
+            if this.deadline.is_some() && this.end.feed(got) {
+                this.deadline = None;
+            }
         }
         result
     }
@@ -214,5 +249,30 @@ mod tests {
         assert!(h2.feed(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"));
         let mut partial = HeadEnd::default();
         assert!(!partial.feed(b"GET / HTTP/1.1\r\nX-Slow: a\r\nX-Slow: b\r\n"));
+    }
+
+    #[tokio::test]
+    async fn tells_a_pipelined_head_from_one_read_after_the_previous_request() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut conn = HeadDeadline::new(Box::new(server), None);
+        let first = b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n";
+        let second = b"GET /2 HTTP/1.1\r\nHost: a\r\n\r\n";
+        // Both heads in one read: the second was buffered when the first ended.
+        client
+            .write_all(&[&first[..], &second[..]].concat())
+            .await
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        let n = conn.read(&mut buf).await.unwrap();
+        assert_eq!(n, first.len() + second.len());
+        assert!(!conn.head_was_buffered(first.len()), "first request");
+        conn.mark_request_end();
+        assert!(conn.head_was_buffered(second.len()));
+        // A third head read after the second ended: not pipelined.
+        conn.mark_request_end();
+        client.write_all(first).await.unwrap();
+        conn.read(&mut buf).await.unwrap();
+        assert!(!conn.head_was_buffered(first.len()));
     }
 }

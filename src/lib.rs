@@ -17,6 +17,7 @@ pub mod logging;
 pub mod metrics;
 pub mod netfilter;
 pub mod netrules;
+pub mod pipelining;
 pub mod plan;
 pub mod proxy;
 pub mod ratelimit;

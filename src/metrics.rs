@@ -20,6 +20,7 @@ pub struct Metrics {
     pub reloads: IntCounterVec,
     pub tls_handshake_failures: IntCounterVec,
     pub tls_handshakes: IntCounterVec,
+    pub pipelined_requests: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -88,6 +89,11 @@ impl Metrics {
                 "portcullis_tls_handshakes_total",
                 "TLS handshakes by stage: admitted (past the ClientHello gate, handed to rustls) and completed. Admitted minus completed: the handshakes that failed inside rustls (or are under way).",
                 &["stage"],
+            ),
+            pipelined_requests: counter(
+                "portcullis_pipelined_requests_total",
+                "HTTP/1.1 requests whose head had (at least in part) arrived with the request before them on the connection (pipelining), by listener. They are answered in order.",
+                &["listener"],
             ),
             registry,
         }

@@ -10,6 +10,8 @@ use pingora::protocols::http::ServerSession;
 pub struct RedirectApp {
     pub https_port: u16,
     pub status: u16,
+    /// Counts the pipelined requests of this listener (`portcullis_pipelined_requests_total`).
+    pub pipelined: Option<prometheus::IntCounter>,
 }
 
 impl RedirectApp {
@@ -40,6 +42,15 @@ impl RedirectApp {
 #[async_trait]
 impl ServeHttp for RedirectApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        crate::pipelining::enable(session);
+        if let Some(counter) = &self.pipelined {
+            if crate::pipelining::arrived_pipelined(session) {
+                counter.inc();
+            }
+        }
+        // A redirected POST carries no use for its body, but the requests behind it must not be
+        // read from the middle of it.
+        crate::pipelining::drain_small_body(session).await;
         let req = session.req_header();
         let host = req
             .headers
@@ -58,6 +69,7 @@ impl ServeHttp for RedirectApp {
                 .header("content-type", "text/plain")
                 .body(b"bad request: missing or invalid Host\n".to_vec()),
         };
+        crate::pipelining::request_ended(session);
         built.unwrap_or_else(|_| Response::new(Vec::new()))
     }
 }
@@ -71,6 +83,7 @@ mod tests {
         let app = RedirectApp {
             https_port: 443,
             status: 308,
+            pipelined: None,
         };
         assert_eq!(
             app.location(Some("Example.com:80"), "/a?b=c").as_deref(),
@@ -79,6 +92,7 @@ mod tests {
         let app = RedirectApp {
             https_port: 8443,
             status: 308,
+            pipelined: None,
         };
         assert_eq!(
             app.location(Some("example.com"), "/").as_deref(),

@@ -82,6 +82,12 @@ pub fn build(
                 let app = RedirectApp {
                     https_port: listener.redirect_port,
                     status: listener.redirect_status,
+                    pipelined: Some(
+                        state
+                            .metrics
+                            .pipelined_requests
+                            .with_label_values(&[listener.name.as_str()]),
+                    ),
                 };
                 let app = CappedApp {
                     inner: Arc::new(app),

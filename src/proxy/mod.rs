@@ -516,6 +516,10 @@ impl ProxyHttp for Edge {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
+        // The connection is not reused after a failed request (`can_reuse_downstream` below):
+        // say so in the answer, so that a client that pipelined requests behind this one sends
+        // them again.
+        session.set_keepalive(None);
         let code = match e.etype() {
             ErrorType::HTTPStatus(code) => *code,
             ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
@@ -566,6 +570,7 @@ impl ProxyHttp for Edge {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         ctx.in_flight = None;
+        crate::pipelining::request_ended(session.as_downstream());
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let site = ctx
             .site

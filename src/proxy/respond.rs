@@ -23,6 +23,9 @@ pub async fn send(session: &mut Session, resp: ResponseHeader, body: Bytes) -> R
         // be appended to that response. Same rule as pingora's `write_error_response`.
         return Ok(());
     }
+    if closes_connection(resp.status.as_u16()) {
+        session.set_keepalive(None);
+    }
     if body.is_empty() || session.req_header().method == http::Method::HEAD {
         // Goes through the downstream modules like `write_response_header`, but keeps the end
         // flag: `response_duplex_vec` passes it to the h2 HEADERS frame (and finishes h1).
@@ -33,6 +36,13 @@ pub async fn send(session: &mut Session, resp: ResponseHeader, body: Bytes) -> R
     }
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(body), true).await
+}
+
+/// Statuses that refuse a malformed or oversized request. They close the connection
+/// (`Connection: close`): where such a request ends is in doubt, so the bytes behind it (a
+/// pipelined request, or a smuggled one) must never be read as the next request.
+pub fn closes_connection(status: u16) -> bool {
+    matches!(status, 400 | 408 | 413 | 414 | 431)
 }
 
 /// Writes a complete plain-text response.

@@ -26,6 +26,18 @@ impl Edge {
             pingora::protocols::http::ServerSession::H1(h1) => Some(h1.get_headers_raw_bytes()),
             _ => None,
         };
+        if raw_head.is_some() && crate::pipelining::arrived_pipelined(session.as_downstream()) {
+            let plan = &ctx.plan;
+            let listener = plan
+                .listeners
+                .get(self.listener)
+                .map_or("", |l| l.name.as_str());
+            self.state
+                .metrics
+                .pipelined_requests
+                .with_label_values(&[listener])
+                .inc();
+        }
         if let Err(v) = protocol::check_head(req, raw_head.as_deref(), &ctx.plan.limits) {
             ctx.block_reason = Some(if v.status == 400 { "protocol" } else { "size" });
             tracing::info!(request_id = %ctx.request_id, reason = v.reason, "request refused by protocol checks");
@@ -46,6 +58,9 @@ impl Edge {
         // Slow clients: each wait for more body is bounded, and so is an idle keep-alive.
         session.set_read_timeout(Some(std::time::Duration::from_millis(body_timeout)));
         session.set_keepalive(Some(keepalive));
+        // Requests pipelined behind this one are answered in order (RFC 9112 section 9.3.2),
+        // not dropped with the connection nor taken for bytes sent after the end of the body.
+        crate::pipelining::enable(session.as_downstream_mut());
         Ok(true)
     }
 
