@@ -75,16 +75,17 @@ impl HeadDeadline {
     }
 }
 
-/// Finds the empty line that ends a request head, across reads of any size.
+/// Finds the empty line that ends a request head, across reads of any size (public for the
+/// `head_end` fuzz target).
 #[derive(Debug, Default, Clone, Copy)]
-struct HeadEnd {
+pub struct HeadEnd {
     /// Newlines seen with nothing but CRs between them (2 = an empty line).
     newlines: u8,
 }
 
 impl HeadEnd {
     /// Feeds more bytes; true once the head has ended.
-    fn feed(&mut self, bytes: &[u8]) -> bool {
+    pub fn feed(&mut self, bytes: &[u8]) -> bool {
         for &b in bytes {
             match b {
                 b'\n' => {
@@ -272,7 +273,7 @@ mod tests {
         // A third head read after the second ended: not pipelined.
         conn.mark_request_end();
         client.write_all(first).await.unwrap();
-        conn.read(&mut buf).await.unwrap();
+        assert_eq!(conn.read(&mut buf).await.unwrap(), first.len());
         assert!(!conn.head_was_buffered(first.len()));
     }
 }

@@ -21,6 +21,7 @@ pub struct Metrics {
     pub tls_handshake_failures: IntCounterVec,
     pub tls_handshakes: IntCounterVec,
     pub pipelined_requests: IntCounterVec,
+    pub panics: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -62,7 +63,7 @@ impl Metrics {
             ),
             blocks: counter(
                 "portcullis_blocks_total",
-                "Requests and connections refused by the edge, by reason (waf, geo, network, connection_cap, rate_limit, size, protocol, loop).",
+                "Requests and connections refused by the edge, by reason (waf, geo, network, connection_cap, proxy_protocol, rate_limit, size, protocol, loop).",
                 &["reason"],
             ),
             request_duration: histogram(
@@ -94,6 +95,11 @@ impl Metrics {
                 "portcullis_pipelined_requests_total",
                 "HTTP/1.1 requests whose head had (at least in part) arrived with the request before them on the connection (pipelining), by listener. They are answered in order.",
                 &["listener"],
+            ),
+            panics: counter(
+                "portcullis_panics_total",
+                "Panics in the edge's request path, by pingora hook. Each was contained to its request (answered 500 when no response had begun) and logged at ERROR with the request id. Any is a bug.",
+                &["hook"],
             ),
             registry,
         }

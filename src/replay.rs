@@ -11,6 +11,8 @@
 //! * **Payload lists**: `sqli-*.txt`, `xss-*.txt` (attacks, category `sqli`/`xss`) and
 //!   `false_positives.txt` (benign): one payload per line (blank lines and lines starting with `#`
 //!   are skipped), sent as `GET /?q=<payload>`.
+//! * **Evasion payload lists** (`.tsv`, see [`crate::evasion`]): every payload re-emitted through
+//!   each encoding and placement; the category is `encoding/placement/class`.
 //! * **Raw HTTP** (`.http`, `.txt`, `.white`, `.black`, `.req`): the label comes from the file name
 //!   (`*.white*` benign, `*.black*` attack), else from a first-line comment
 //!   `# label: attack category: xss` (removed before parsing), else from the parent directory name
@@ -366,6 +368,14 @@ fn load_file(p: &Path, out: &mut Vec<Case>) -> Result<()> {
     let lower = name.to_ascii_lowercase();
     if lower.ends_with(".jsonl") {
         return load_jsonl(p, out);
+    }
+    if lower.ends_with(".tsv") {
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        let payloads = crate::evasion::parse_payloads(&text)
+            .with_context(|| format!("{}: evasion payload list", p.display()))?;
+        out.extend(crate::evasion::generate(&payloads));
+        return Ok(());
     }
     if lower.ends_with(".yaml") || lower.ends_with(".yml") {
         return load_ftw(p, out);

@@ -8,6 +8,7 @@ use crate::metrics::Metrics;
 use crate::netfilter::NetworkFilter;
 use crate::plan::RuntimePlan;
 use crate::proxy::Edge;
+use crate::proxy_header::ProxiedApp;
 use crate::redirect::RedirectApp;
 use crate::reload::Reloader;
 use crate::signals::SignalService;
@@ -33,6 +34,8 @@ pub fn build(
     upgrade: bool,
 ) -> anyhow::Result<Built> {
     pingora::tls::install_default_crypto_provider();
+    // A panic in a request is logged once, with its request id, by the hook that contains it.
+    crate::proxy::panics::install_hook();
     let conf = ServerConf {
         threads: plan.threads,
         work_stealing: plan.work_stealing,
@@ -89,9 +92,13 @@ pub fn build(
                             .with_label_values(&[listener.name.as_str()]),
                     ),
                 };
-                let app = CappedApp {
-                    inner: Arc::new(app),
+                let app = ProxiedApp {
+                    inner: Arc::new(CappedApp {
+                        inner: Arc::new(app),
+                        state: state.clone(),
+                    }),
                     state: state.clone(),
+                    listener: idx,
                 };
                 let mut svc = Service::new(format!("redirect {}", listener.name), app);
                 svc.set_connection_filter(filter);
@@ -101,9 +108,13 @@ pub fn build(
             ListenerProtocol::Http | ListenerProtocol::Https => {
                 let tls = listener.protocol == ListenerProtocol::Https;
                 let edge = Edge::new(state.clone(), idx, tls);
-                let app = CappedApp {
-                    inner: Arc::new(pingora::proxy::http_proxy(&server.configuration, edge)),
+                let app = ProxiedApp {
+                    inner: Arc::new(CappedApp {
+                        inner: Arc::new(pingora::proxy::http_proxy(&server.configuration, edge)),
+                        state: state.clone(),
+                    }),
                     state: state.clone(),
+                    listener: idx,
                 };
                 let mut svc = Service::new(listener.name.clone(), app);
                 svc.set_connection_filter(filter);

@@ -8,8 +8,8 @@ mod common;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// A site per kind of edge answer, all behind one HTTPS listener with HTTP/2.
-fn config(https_port: u16, plain_port: u16, backend: std::net::SocketAddr, dead: u16) -> String {
+/// A site per kind of edge answer behind a plain listener; the test adds an HTTPS one with HTTP/2.
+fn config(plain_port: u16, backend: std::net::SocketAddr, dead: u16) -> String {
     format!(
         r#"
 [logging]
@@ -86,7 +86,7 @@ async fn head_to_edge_answers_has_headers_and_no_body_on_h2_and_h1() {
         ],
     );
     let (https_port, plain_port, dead) = (free_port(), free_port(), free_port());
-    let cfg = config(https_port, plain_port, b[0].addr, dead)
+    let cfg = config(plain_port, b[0].addr, dead)
         + &https_listener_toml("tls", https_port, &cert, &key, "http2 = true");
     let _edge = EdgeProcess::start(&cfg, &[https_port, plain_port]);
 

@@ -249,8 +249,8 @@ pub struct ListenerConfig {
     /// For `ssl_policy = "custom"`: IANA names, e.g. `TLS_AES_128_GCM_SHA256`.
     #[serde(default)]
     pub cipher_suites: Vec<String>,
-    /// HTTPS listeners behind an L4 load balancer: every connection starts with
-    /// a PROXY protocol (v1 or v2) header whose source is the client address.
+    /// Listeners (of any protocol) behind an L4 load balancer: every connection
+    /// starts with a PROXY protocol (v1 or v2) header whose source is the client address.
     #[serde(default)]
     pub proxy_protocol: bool,
     /// Client certificates (mTLS) on an HTTPS listener.

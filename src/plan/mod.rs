@@ -35,7 +35,7 @@ pub struct ListenerPlan {
     pub redirect_status: u16,
     /// Client certificate verification (HTTPS listeners).
     pub client_auth: Option<ClientAuthPlan>,
-    /// Connections start with a PROXY protocol header (HTTPS listeners).
+    /// Connections start with a PROXY protocol header (any listener protocol; `proxy_header.rs`).
     pub proxy_protocol: bool,
     /// Versions and suites a client must offer (HTTPS listeners).
     pub ssl_policy: Option<crate::tls::policy::SslPolicy>,
@@ -216,12 +216,6 @@ fn compile_listeners(
         let ssl_policy = (l.protocol == ListenerProtocol::Https)
             .then(|| self::tls::compile_ssl_policy(l, &path, d))
             .flatten();
-        if l.proxy_protocol && l.protocol != ListenerProtocol::Https {
-            d.error(
-                &path.key("proxy_protocol"),
-                "PROXY protocol is supported on https listeners",
-            );
-        }
         if client_auth.is_some() && l.protocol != ListenerProtocol::Https {
             d.error(
                 &path.key("client_auth"),

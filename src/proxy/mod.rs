@@ -7,6 +7,10 @@
 //! (passive health, retries) -> `response_filter` (rewrites, hardening) ->
 //! `logging` (access and WAF logs, metrics).
 //!
+//! Each hook runs its body (the `impl Edge` blocks) under [`panics::contain`]: a panic in it is
+//! answered 500 with a request id, counted and logged, and never takes the connection's task
+//! down silently.
+//!
 //! Each request takes one snapshot of the runtime plan when it starts and uses
 //! it to the end, so a reload never changes the rules under a request.
 
@@ -16,6 +20,7 @@ pub mod forwarding;
 pub mod harden;
 pub mod identity;
 pub mod loops;
+pub mod panics;
 pub mod protocol;
 pub mod respond;
 pub mod rewrites;
@@ -77,6 +82,39 @@ impl Edge {
             tls: session.digest().and_then(|d| d.ssl_digest.as_deref()),
             cert: ctx.client_cert.as_ref(),
         }
+    }
+
+    /// A hook's outcome, with a panic caught in it ([`panics::contain`]) turned into the internal
+    /// error that `fail_to_proxy` answers with a 500 (see [`Edge::panicked`]).
+    fn settle<T>(
+        &self,
+        outcome: std::result::Result<Result<T>, panics::Panic>,
+        hook: &'static str,
+        ctx: &mut RequestCtx,
+    ) -> Result<T> {
+        outcome.unwrap_or_else(|panic| {
+            self.panicked(panic, hook, ctx);
+            Error::e_explain(ErrorType::InternalError, format!("panic in {hook}"))
+        })
+    }
+
+    /// Counts and logs a contained panic, once, with the request id (given one here when the
+    /// panic came before it was read: it is the id the 500 will carry).
+    fn panicked(&self, panic: panics::Panic, hook: &'static str, ctx: &mut RequestCtx) {
+        if ctx.request_id.is_empty() {
+            let id = forwarding::request_id(None);
+            (ctx.request_id, ctx.request_id_header) = (id.text, id.header);
+        }
+        ctx.panicked = true;
+        self.state.metrics.panics.with_label_values(&[hook]).inc();
+        tracing::error!(
+            request_id = %ctx.request_id,
+            hook,
+            location = panic.location.as_deref().unwrap_or(""),
+            backtrace = panic.backtrace.as_deref(),
+            "panic in the request path (contained): {}",
+            panic.message
+        );
     }
 
     /// Passive detection: counts a failure against the backend of the current try.
@@ -162,6 +200,8 @@ pub struct RequestCtx {
     body: Option<body::BufferedBody>,
     /// The try for which the buffered body was last sent upstream.
     body_replayed_for_try: usize,
+    /// A hook panicked (contained, counted and logged by [`Edge::settle`]).
+    panicked: bool,
 }
 
 impl RequestCtx {
@@ -227,6 +267,7 @@ impl ProxyHttp for Edge {
             body_bytes: 0,
             body: None,
             body_replayed_for_try: 0,
+            panicked: false,
             client_cert: None,
             rewrite: None,
             waf_deferred: false,
@@ -236,21 +277,11 @@ impl ProxyHttp for Edge {
         }
     }
 
-    /// The request-path stages, in order. Each answers the request itself
-    /// (returning `false`) or lets it go on.
+    /// The request-path stages (`stages.rs`). Like every hook that runs the edge's code, it
+    /// contains a panic: the request is answered 500 (`panics.rs`).
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let passed = self.check_protocol(session, ctx).await?
-            && self.identify_and_route(session, ctx).await?
-            && self.read_body(session, ctx).await?
-            && self.check_client_cert(session, ctx).await?
-            && self.inspect(session, ctx).await?
-            && self.rewrite_request(session, ctx).await?;
-        if passed {
-            if let Some(pool) = ctx.pool() {
-                pool.retry.budget.deposit();
-            }
-        }
-        Ok(!passed)
+        let outcome = panics::contain(self.run_stages(session, ctx)).await;
+        self.settle(outcome, "request_filter", ctx)
     }
 
     async fn request_body_filter(
@@ -260,26 +291,9 @@ impl ProxyHttp for Edge {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let Some(buffered) = ctx
-            .body
-            .as_ref()
-            .filter(|_| ctx.body_replayed_for_try < ctx.tried.len())
-        {
-            // Pingora replays what request_filter read from its retry buffer:
-            // send our copy, once per try.
-            ctx.body_replayed_for_try = ctx.tried.len();
-            *body = (!buffered.data.is_empty()).then(|| buffered.data.clone());
-            return Ok(());
-        }
-        ctx.body_bytes += body.as_ref().map_or(0, |b| b.len() as u64);
-        if ctx.body_bytes > ctx.plan.limits.max_body_bytes {
-            ctx.block_reason = Some("size");
-            return Error::e_explain(ErrorType::HTTPStatus(413), "request body over the limit");
-        }
-        if ctx.waf_deferred {
-            self.inspect_streamed_body(session, body, end_of_stream, ctx)?;
-        }
-        Ok(())
+        let outcome =
+            panics::contain(self.filter_request_body(session, body, end_of_stream, ctx)).await;
+        self.settle(outcome, "request_body_filter", ctx)
     }
 
     async fn upstream_peer(
@@ -287,46 +301,8 @@ impl ProxyHttp for Edge {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let plan = ctx.plan.clone();
-        let pool = ctx
-            .pool
-            .and_then(|p| plan.pools.get(p))
-            .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(502), "no pool chosen"))?;
-        if !ctx.tried.is_empty()
-            && pool
-                .total_timeout
-                .is_some_and(|t| ctx.started.elapsed() >= t)
-        {
-            return Error::e_explain(
-                ErrorType::HTTPStatus(504),
-                "total timeout reached before a retry",
-            );
-        }
-        // Only consistent hashing reads the key: the others need no formatting.
-        let key = if pool.algorithm == crate::config::LoadBalancing::ConsistentHash {
-            hash_key(session, ctx, &pool.hash_key)
-        } else {
-            Vec::new()
-        };
-        let Some(idx) = pool.select(&key, &ctx.tried) else {
-            return Error::e_explain(
-                ErrorType::HTTPStatus(503),
-                format!("pool {}: no backend available", pool.name),
-            );
-        };
-        let upstream_host = pool.upstream_host(idx, &ctx.client_host);
-        let mut peer = pool.peer(idx, upstream_host).ok_or_else(|| {
-            Error::explain(ErrorType::HTTPStatus(502), "backend index out of range")
-        })?;
-        if let Some(total) = pool.total_timeout {
-            let left = total.saturating_sub(ctx.started.elapsed());
-            peer.options.read_timeout = peer.options.read_timeout.map(|t| t.min(left));
-        }
-        ctx.tried.push(idx);
-        ctx.upstream_started.get_or_insert_with(Instant::now);
-        ctx.in_flight = Some(pool.backends[idx].health.track());
-        ctx.retry_status = None;
-        Ok(Box::new(peer))
+        let outcome = panics::contain(self.choose_peer(session, ctx)).await;
+        self.settle(outcome, "upstream_peer", ctx)
     }
 
     fn fail_to_connect(
@@ -391,6 +367,149 @@ impl ProxyHttp for Edge {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        let outcome = panics::contain(self.filter_upstream_request(upstream_request, ctx)).await;
+        self.settle(outcome, "upstream_request_filter", ctx)
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let outcome = panics::contain(self.filter_upstream_response(session, resp, ctx)).await;
+        self.settle(outcome, "upstream_response_filter", ctx)
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let outcome = panics::contain(self.filter_response(session, resp, ctx)).await;
+        self.settle(outcome, "response_filter", ctx)
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let outcome = panics::contain(self.answer_failure(session, e, ctx)).await;
+        outcome.unwrap_or_else(|panic| {
+            self.panicked(panic, "fail_to_proxy", ctx);
+            FailToProxy {
+                error_code: 500,
+                can_reuse_downstream: false,
+            }
+        })
+    }
+
+    /// Pingora writes an ERROR line for every request that ends in an error. Two kinds are no
+    /// failure of the edge, and the access log (and the WAF log) already records them with their
+    /// status: a client that left before its answer, timed out or sent something malformed (nginx
+    /// logs a client abort at `info`), and a request the edge refused on purpose (a WAF block of a
+    /// streamed body, a body over the limit). Only backend and internal failures reach the edge's
+    /// own log. A contained panic was logged already, with its request id (`Edge::panicked`).
+    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, e: &Error) -> bool {
+        e.esource() == &ErrorSource::Downstream || ctx.block_reason.is_some() || ctx.panicked
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        if let Err(panic) = panics::contain(self.log_request(session, e, ctx)).await {
+            self.panicked(panic, "logging", ctx);
+        }
+    }
+}
+
+/// The bodies of the hooks above, each run under [`panics::contain`] by its hook.
+impl Edge {
+    /// `request_body_filter`: the body limit, and the WAF on a streamed body.
+    async fn filter_request_body(
+        &self,
+        session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(buffered) = ctx
+            .body
+            .as_ref()
+            .filter(|_| ctx.body_replayed_for_try < ctx.tried.len())
+        {
+            // Pingora replays what request_filter read from its retry buffer:
+            // send our copy, once per try.
+            ctx.body_replayed_for_try = ctx.tried.len();
+            *body = (!buffered.data.is_empty()).then(|| buffered.data.clone());
+            return Ok(());
+        }
+        ctx.body_bytes += body.as_ref().map_or(0, |b| b.len() as u64);
+        if ctx.body_bytes > ctx.plan.limits.max_body_bytes {
+            ctx.block_reason = Some("size");
+            return Error::e_explain(ErrorType::HTTPStatus(413), "request body over the limit");
+        }
+        if ctx.waf_deferred {
+            self.inspect_streamed_body(session, body, end_of_stream, ctx)?;
+        }
+        Ok(())
+    }
+
+    /// `upstream_peer`: the backend for this try.
+    async fn choose_peer(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let plan = ctx.plan.clone();
+        let pool = ctx
+            .pool
+            .and_then(|p| plan.pools.get(p))
+            .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(502), "no pool chosen"))?;
+        if !ctx.tried.is_empty()
+            && pool
+                .total_timeout
+                .is_some_and(|t| ctx.started.elapsed() >= t)
+        {
+            return Error::e_explain(
+                ErrorType::HTTPStatus(504),
+                "total timeout reached before a retry",
+            );
+        }
+        // Only consistent hashing reads the key: the others need no formatting.
+        let key = if pool.algorithm == crate::config::LoadBalancing::ConsistentHash {
+            hash_key(session, ctx, &pool.hash_key)
+        } else {
+            Vec::new()
+        };
+        let Some(idx) = pool.select(&key, &ctx.tried) else {
+            return Error::e_explain(
+                ErrorType::HTTPStatus(503),
+                format!("pool {}: no backend available", pool.name),
+            );
+        };
+        let upstream_host = pool.upstream_host(idx, &ctx.client_host);
+        let mut peer = pool.peer(idx, upstream_host).ok_or_else(|| {
+            Error::explain(ErrorType::HTTPStatus(502), "backend index out of range")
+        })?;
+        if let Some(total) = pool.total_timeout {
+            let left = total.saturating_sub(ctx.started.elapsed());
+            peer.options.read_timeout = peer.options.read_timeout.map(|t| t.min(left));
+        }
+        ctx.tried.push(idx);
+        ctx.upstream_started.get_or_insert_with(Instant::now);
+        ctx.in_flight = Some(pool.backends[idx].health.track());
+        ctx.retry_status = None;
+        Ok(Box::new(peer))
+    }
+
+    /// `upstream_request_filter`: forwarding headers, rewrites, Host and `Via`.
+    async fn filter_upstream_request(
+        &self,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
         let facts = forwarding::ForwardedFacts {
             client_ip: ctx.client.ip,
             proto: if self.tls { "https" } else { "http" },
@@ -445,7 +564,8 @@ impl ProxyHttp for Edge {
         loops::append_via(upstream_request, &ctx.plan.via)
     }
 
-    async fn upstream_response_filter(
+    /// `upstream_response_filter`: passive health, and retries on a status.
+    async fn filter_upstream_response(
         &self,
         session: &mut Session,
         resp: &mut ResponseHeader,
@@ -475,12 +595,14 @@ impl ProxyHttp for Edge {
         Ok(())
     }
 
-    async fn response_filter(
+    /// `response_filter`: the request id, the trace, response rewrites and hardening.
+    async fn filter_response(
         &self,
         session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        panics::debug_trigger(session.req_header(), "response_filter");
         resp.insert_header("x-request-id", ctx.request_id_header.clone())?;
         if let Some(t) = ctx.trace.as_ref() {
             resp.insert_header(trace::HEADER, t.render())?;
@@ -510,7 +632,8 @@ impl ProxyHttp for Edge {
         Ok(())
     }
 
-    async fn fail_to_proxy(
+    /// `fail_to_proxy`: the error's status, answered with the request id.
+    async fn answer_failure(
         &self,
         session: &mut Session,
         e: &Error,
@@ -558,19 +681,11 @@ impl ProxyHttp for Edge {
         }
     }
 
-    /// Pingora writes an ERROR line for every request that ends in an error. Two kinds are no
-    /// failure of the edge, and the access log (and the WAF log) already records them with their
-    /// status: a client that left before its answer, timed out or sent something malformed (nginx
-    /// logs a client abort at `info`), and a request the edge refused on purpose (a WAF block of a
-    /// streamed body, a body over the limit). Only backend and internal failures reach the edge's
-    /// own log.
-    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, e: &Error) -> bool {
-        e.esource() == &ErrorSource::Downstream || ctx.block_reason.is_some()
-    }
-
-    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+    /// `logging`: metrics, the WAF log and the access log.
+    async fn log_request(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         ctx.in_flight = None;
         crate::pipelining::request_ended(session.as_downstream());
+        panics::debug_trigger(session.req_header(), "logging");
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let site = ctx
             .site

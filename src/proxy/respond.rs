@@ -97,6 +97,7 @@ pub fn reason(status: u16) -> &'static str {
         431 => "request header fields too large",
         404 => "no site or route for this request",
         421 => "misdirected request",
+        500 => "internal error: the edge failed on this request",
         502 => "bad gateway: no backend answered",
         503 => "service unavailable: no backend available",
         504 => "gateway timeout: the backend did not answer in time",

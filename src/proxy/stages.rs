@@ -13,6 +13,28 @@ use pingora::proxy::Session;
 use pingora::ErrorType;
 
 impl Edge {
+    /// The stages, in order (`request_filter`). Each answers the request itself (returning
+    /// `false`) or lets it go on; `Ok(true)` when the request was answered here.
+    pub(super) async fn run_stages(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<bool> {
+        super::panics::debug_trigger(session.req_header(), "request_filter");
+        let passed = self.check_protocol(session, ctx).await?
+            && self.identify_and_route(session, ctx).await?
+            && self.read_body(session, ctx).await?
+            && self.check_client_cert(session, ctx).await?
+            && self.inspect(session, ctx).await?
+            && self.rewrite_request(session, ctx).await?;
+        if passed {
+            if let Some(pool) = ctx.pool() {
+                pool.retry.budget.deposit();
+            }
+        }
+        Ok(!passed)
+    }
+
     /// Framing and size checks on the head, and loop protection.
     pub(super) async fn check_protocol(
         &self,

@@ -7,21 +7,18 @@
 //! never gets a certificate.
 
 use super::hello::{self, Parsed};
-use crate::netrules::parse_proxy_header;
+use crate::proxy_header::{self, Refusal};
 use crate::state::EdgeState;
 use async_trait::async_trait;
 use pingora::listeners::PreTlsProcess;
-use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
 use pingora::protocols::l4::stream::Stream as L4Stream;
-use pingora::protocols::{GetSocketDigest, SocketDigest};
 use pingora::{Error, ErrorType, Result};
-use std::os::unix::io::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// How long a client may take to send its ClientHello.
-const HELLO_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a client may take to send its ClientHello (as long as for a PROXY header).
+const HELLO_DEADLINE: Duration = proxy_header::DEADLINE;
 
 pub struct HelloGate {
     pub state: Arc<EdgeState>,
@@ -89,57 +86,24 @@ impl PreTlsProcess for HelloGate {
 }
 
 impl HelloGate {
-    /// Reads the PROXY protocol header, records its source as the peer, and
-    /// checks the network rules against that address.
+    /// Takes the PROXY protocol header off the connection ([`crate::proxy_header::take`]: its
+    /// source becomes the peer, and the network rules are checked against it).
     async fn take_proxy_header(&self, stream: &mut L4Stream) -> Result<()> {
-        let mut buf = Vec::with_capacity(256);
-        let mut chunk = [0u8; 512];
-        let parsed = tokio::time::timeout(HELLO_DEADLINE, async {
-            loop {
-                match parse_proxy_header(&buf) {
-                    Ok(Some(done)) => return Ok(done),
-                    Ok(None) if buf.len() < 16 + 65535 => {}
-                    Ok(None) => return Err("PROXY header too long".to_string()),
-                    Err(e) => return Err(e.to_string()),
-                }
-                match stream.read(&mut chunk).await {
-                    Ok(0) | Err(_) => {
-                        return Err("connection closed before the PROXY header".to_string())
-                    }
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
-            }
-        })
-        .await;
-        let (header, used) = match parsed {
-            Ok(Ok(h)) => h,
-            Ok(Err(_)) | Err(_) => return self.refuse("proxy_protocol"),
-        };
-        stream.rewind(&buf[used..]);
-        let Some(source) = header.source() else {
-            return Ok(());
-        };
-        let plan = self.state.plan.load();
-        let port = plan
+        let port = self
+            .state
+            .plan
+            .load()
             .listeners
             .get(self.listener)
             .map_or(0, |l| l.bind.port());
-        if !plan.network.rules.evaluate(source.ip(), port).is_allowed() {
-            self.state
-                .metrics
-                .blocks
-                .with_label_values(&["network"])
-                .inc();
+        match proxy_header::take(&self.state, port, stream).await {
+            Ok(()) => Ok(()),
+            Err(Refusal::Invalid(_)) => self.refuse("proxy_protocol"),
             // Counted as a block, not as a handshake failure; logged like the gate's refusals.
-            return Error::e_explain(
-                ErrorType::HandshakeError,
-                format!("{REFUSED}: the PROXY source is denied by the network rules"),
-            );
+            Err(denied @ Refusal::Denied) => {
+                Error::e_explain(ErrorType::HandshakeError, format!("{REFUSED}: {denied}"))
+            }
         }
-        let digest = SocketDigest::from_raw_fd(stream.as_raw_fd());
-        let _ = digest.peer_addr.set(Some(PingoraAddr::Inet(source)));
-        stream.set_socket_digest(digest);
-        Ok(())
     }
 }
 
