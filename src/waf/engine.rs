@@ -22,8 +22,8 @@ use super::target::{
     is_meta, parse_selector, validate_meta, Coll, NameMatch, Selector, N_FIXED_COLLS,
 };
 use super::transform::{
-    apply_chain, byte_set, chain_set, scan_value, url_decode_once, Transform, TransformSet,
-    N_TRANSFORMS,
+    apply_chain, base64_text, byte_set, chain_set, scan_value, url_decode_once, Transform,
+    TransformSet, N_TRANSFORMS,
 };
 
 /// Maximum bytes of matched data kept in a [`RuleMatch`].
@@ -402,6 +402,25 @@ impl<'a> Target<'a> {
 
 /// Parses the query string and the body. The variables borrow the result, so a JSON body's
 /// hundreds of names and values are neither copied nor freed one by one.
+/// An argument or cookie whose value is base64 as a whole is also inspected as the text it
+/// decodes to (see [`base64_text`]), under the same collection and name, so every rule, selector
+/// and exclusion that applies to the value applies to what an application decoding it would
+/// read: an attack sent in base64 meets the same rules as one sent plain. Not header values: no
+/// application decodes its `User-Agent`, and SDK headers in base64 decode to binary with line
+/// breaks that header-syntax rules would take for injections.
+fn push_base64_view<'b>(vars: &mut Vec<Var<'b>>, coll: Coll, name: &str, value: &str) {
+    if vars.len() >= MAX_VARS {
+        return;
+    }
+    if let Some(text) = base64_text(value) {
+        vars.push(Var {
+            coll,
+            name: Cow::Owned(name.to_string()),
+            value: Cow::Owned(text),
+        });
+    }
+}
+
 /// `bytes` without the given (ascending, disjoint) ranges.
 fn without_ranges(bytes: &[u8], ranges: &[std::ops::Range<usize>]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());
@@ -1358,6 +1377,7 @@ impl WafPlan {
                         push(&mut vars, Coll::CookieNames, cn.clone(), cn.clone());
                     }
                     if used(Coll::Cookies) {
+                        push_base64_view(&mut vars, Coll::Cookies, &cn, &cv);
                         push(&mut vars, Coll::Cookies, cn, cv);
                     }
                 };
@@ -1458,6 +1478,7 @@ impl WafPlan {
             }
             if want_args {
                 push(&mut vars, Coll::Args, Cow::Borrowed(n), Cow::Borrowed(v));
+                push_base64_view(&mut vars, Coll::Args, n, v);
             }
         }
         if used(Coll::Files) {

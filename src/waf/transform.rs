@@ -938,6 +938,39 @@ pub fn base64_decode(s: &str) -> Option<String> {
     Some(bytes_to_string(&dec))
 }
 
+/// Shortest value [`base64_text`] reads as base64 (`fCBpZA==` is `| id`).
+const MIN_BASE64_VALUE: usize = 8;
+
+/// The text a value that is base64 as a whole (standard or URL-safe alphabet, padded or not)
+/// decodes to, when that is printable text with at least one character that is neither a letter
+/// nor a digit: what an application that base64-decodes the field would read. Ordinary words and
+/// tokens decode to binary and are left alone.
+pub fn base64_text(s: &str) -> Option<String> {
+    use base64::Engine;
+    let b = s.as_bytes();
+    if b.len() < MIN_BASE64_VALUE {
+        return None;
+    }
+    let body = s.trim_end_matches('=');
+    if s.len() - body.len() > 2
+        || !body
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'-' | b'_'))
+    {
+        return None;
+    }
+    let standard = !body.bytes().any(|c| matches!(c, b'-' | b'_'));
+    let decoded = if standard {
+        base64::engine::general_purpose::STANDARD_NO_PAD.decode(body)
+    } else {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(body)
+    }
+    .ok()?;
+    let text = is_text(&decoded)?;
+    let worded = text.chars().any(|c| !c.is_alphanumeric());
+    (worded && text.chars().count() >= 4).then(|| text.to_string())
+}
+
 fn is_text(b: &[u8]) -> Option<&str> {
     let t = std::str::from_utf8(b).ok()?;
     if t.chars()
