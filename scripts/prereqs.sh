@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # Installs what building and testing Portcullis needs beyond the Rust toolchain:
-# cmake (pingora's zlib-ng build) and, for the tests, redis-server.
+# cmake (pingora's zlib-ng build); with --tests, redis-server and python3 (tests/packaging.rs
+# runs deploy/lint-dockerfile.py); with --ci, also systemd-analyze (deploy/verify-unit.sh).
 # Uses the system package manager when it can; otherwise prints the command and stops.
 set -euo pipefail
 
+mode="${1:-}"
 need=()
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
-if [ "${1:-}" = "--tests" ]; then
+if [ "$mode" = "--tests" ] || [ "$mode" = "--ci" ]; then
   command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+  command -v python3 >/dev/null 2>&1 || need+=(python3)
+fi
+# systemd-analyze comes with systemd itself; CI only verifies units with it, nothing runs them.
+if [ "$mode" = "--ci" ] && [ "$(uname -s)" = Linux ]; then
+  command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 

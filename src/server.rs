@@ -24,6 +24,20 @@ use pingora::server::Server;
 use pingora::services::listening::Service;
 use std::sync::Arc;
 
+/// Binds every listening address of the plan once and lets go of it: an address that is taken,
+/// or a port the process may not bind (443 without `CAP_NET_BIND_SERVICE`), is an error here.
+/// Pingora binds in its listener threads and a failure there only ends that thread, so the edge
+/// would run on without the listener: `systemctl` would show it active and `Restart=` would never
+/// fire. (After an upgrade the sockets come from the old process instead.)
+fn check_binds(plan: &RuntimePlan) -> anyhow::Result<()> {
+    let listeners = plan.listeners.iter().map(|l| (l.name.as_str(), l.bind));
+    for (name, addr) in listeners.chain(plan.admin.map(|a| ("admin", a))) {
+        std::net::TcpListener::bind(addr)
+            .map_err(|e| anyhow::anyhow!("listener {name}: cannot listen on {addr}: {e}"))?;
+    }
+    Ok(())
+}
+
 /// Builds the pingora server for a plan. Nothing listens until [`Built::run_forever`].
 /// `config_path` is what a reload reads again (none for the embedded demo).
 /// With `upgrade`, the listening sockets are taken over from the running edge
@@ -36,6 +50,9 @@ pub fn build(
     pingora::tls::install_default_crypto_provider();
     // A panic in a request is logged once, with its request id, by the hook that contains it.
     crate::proxy::panics::install_hook();
+    if !upgrade {
+        check_binds(&plan)?;
+    }
     let conf = ServerConf {
         threads: plan.threads,
         work_stealing: plan.work_stealing,

@@ -197,6 +197,46 @@ fn run_refuses_a_bad_config_and_starts_nothing() {
     );
 }
 
+/// A listener that cannot bind (the address is taken) stops `run` with an error naming it,
+/// instead of an edge that runs on without the listener.
+#[test]
+fn run_exits_when_a_listener_cannot_bind() {
+    let pki = Pki::new();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let cfg = base(&pki).replace("127.0.0.1:8443", &format!("127.0.0.1:{port}"));
+    let path = pki.path("taken.toml");
+    std::fs::write(&path, cfg).expect("write");
+    let mut child = std::process::Command::new(bin())
+        .args(["run", "-c"])
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the edge kept running without its listener");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read");
+    assert!(!status.success());
+    assert!(
+        stderr.contains(&format!(
+            "listener https: cannot listen on 127.0.0.1:{port}"
+        )),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn read_buffer_size_is_bounded() {
     let pki = Pki::new();

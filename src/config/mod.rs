@@ -166,11 +166,21 @@ pub struct ServerConfig {
     pub trace_secret: Option<String>,
 }
 
+/// The directory for the upgrade socket and pid file: the runtime directory systemd made for
+/// the service (`RuntimeDirectory=`, announced as `$RUNTIME_DIRECTORY`; under the unit's
+/// `ProtectSystem=strict`, /tmp is read-only), else /tmp.
+fn runtime_dir() -> String {
+    std::env::var("RUNTIME_DIRECTORY")
+        .ok()
+        .and_then(|dirs| dirs.split(':').next().map(str::to_string))
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| "/tmp".to_string())
+}
 fn default_upgrade_sock() -> String {
-    "/tmp/portcullis_upgrade.sock".to_string()
+    format!("{}/portcullis_upgrade.sock", runtime_dir())
 }
 fn default_pid_file() -> String {
-    "/tmp/portcullis.pid".to_string()
+    format!("{}/portcullis.pid", runtime_dir())
 }
 
 fn default_max_hops() -> usize {
