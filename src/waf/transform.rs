@@ -389,44 +389,67 @@ pub fn bytes_into_string(b: Vec<u8>) -> String {
     }
 }
 
-/// Replace overlong 2/3/4-byte encodings of code points < 0x80 with the ASCII byte.
+/// Continuation bytes after an overlong lead byte, or 0 when `lead` cannot start one of an ASCII
+/// character. Besides the 2-4 byte forms of UTF-8, the 5- and 6-byte forms of its first
+/// definition (`F8`, `FC` leads) that some decoders still accept (`%f8%80%80%80%af` is `/`).
+fn overlong_tail_len(lead: u8) -> usize {
+    match lead {
+        0xC0 | 0xC1 => 1,
+        0xE0 => 2,
+        0xF0 => 3,
+        0xF8 => 4,
+        0xFC => 5,
+        _ => 0,
+    }
+}
+
+/// The ASCII byte an overlong sequence at the start of `b` encodes, with the sequence's length.
+fn overlong_ascii(b: &[u8]) -> Option<(u8, usize)> {
+    let tail = overlong_tail_len(*b.first()?);
+    if tail == 0 || b.len() <= tail {
+        return None;
+    }
+    let lead_bits = b[0] & (0x7F >> (tail + 1));
+    let mut v = u32::from(lead_bits);
+    for &c in &b[1..=tail] {
+        if c & 0xC0 != 0x80 {
+            return None;
+        }
+        v = v << 6 | u32::from(c & 0x3F);
+    }
+    (v < 0x80).then_some((v as u8, tail + 1))
+}
+
+/// Replace overlong 2- to 6-byte encodings of code points < 0x80 with the ASCII byte.
 pub fn fix_overlong(b: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        let c = b[i];
-        if (c == 0xC0 || c == 0xC1) && i + 1 < b.len() && (b[i + 1] & 0xC0) == 0x80 {
-            out.push((((c & 0x1F) as u32) << 6 | (b[i + 1] & 0x3F) as u32) as u8 & 0x7F);
-            i += 2;
+        if let Some((ascii, len)) = overlong_ascii(&b[i..]) {
+            out.push(ascii);
+            i += len;
             continue;
         }
-        if c == 0xE0 && i + 2 < b.len() && (b[i + 1] & 0xE0) == 0x80 && (b[i + 2] & 0xC0) == 0x80 {
-            let v = ((b[i + 1] & 0x3F) as u32) << 6 | (b[i + 2] & 0x3F) as u32;
-            if v < 0x80 {
-                out.push(v as u8);
-                i += 3;
-                continue;
-            }
-        }
-        if c == 0xF0
-            && i + 3 < b.len()
-            && (b[i + 1] & 0xF0) == 0x80
-            && (b[i + 2] & 0xC0) == 0x80
-            && (b[i + 3] & 0xC0) == 0x80
-        {
-            let v = ((b[i + 1] & 0x3F) as u32) << 12
-                | ((b[i + 2] & 0x3F) as u32) << 6
-                | (b[i + 3] & 0x3F) as u32;
-            if v < 0x80 {
-                out.push(v as u8);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(c);
+        out.push(b[i]);
         i += 1;
     }
     out
+}
+
+/// A `%uXXXX` or `\uXXXX` code point as path and markup parsers may read it: full-width ASCII
+/// (U+FF01..U+FF5E) and the look-alikes of `.`, `/` and `\\` that Windows' best-fit mapping and
+/// lenient normalisers turn into them (U+2215 division slash, U+2216 set minus, U+2044 fraction
+/// slash, U+29F8 big solidus, U+FE68 small reverse solidus, U+2024 one-dot leader, U+FE52 small
+/// full stop, U+3002 ideographic full stop, and the private-use U+EFC8 and U+F025 that IIS maps
+/// to `/` and `\\`).
+fn fold_lookalike(cp: u32) -> u32 {
+    match cp {
+        0xFF01..=0xFF5E => cp - 0xFEE0,
+        0x2215 | 0x2044 | 0x29F8 | 0xEFC8 => '/' as u32,
+        0x2216 | 0xFE68 | 0xF025 => '\\' as u32,
+        0x2024 | 0xFE52 | 0x3002 => '.' as u32,
+        _ => cp,
+    }
 }
 
 /// One pass of percent decoding (with %uXXXX and '+' -> space when `plus`). Returns None if unchanged.
@@ -486,12 +509,8 @@ fn decode_escape_at(b: &[u8], i: usize, plus: bool, out: &mut Vec<u8>) -> usize 
             hexval(b[i + 5]),
         ) {
             let cp = (a as u32) << 12 | (bb as u32) << 8 | (cc as u32) << 4 | d as u32;
-            // Full-width ASCII forms (U+FF01..U+FF5E) map to ASCII, like IIS does.
-            let cp = if (0xFF01..=0xFF5E).contains(&cp) {
-                cp - 0xFEE0
-            } else {
-                cp
-            };
+            // Full-width forms and slash and dot look-alikes map to ASCII, like IIS does.
+            let cp = fold_lookalike(cp);
             let ch = char::from_u32(cp).unwrap_or('\u{FFFD}');
             let mut buf = [0u8; 4];
             out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
@@ -521,7 +540,8 @@ pub fn url_decode_full(s: &str) -> Option<String> {
 
 /// Decode `%c0%af`-style overlong sequences still in percent-encoded form.
 pub fn utf8_overlong_percent(s: &str) -> Option<String> {
-    // Same test as "the lowercased input contains %c0, %c1, %e0 or %f0", without allocating.
+    // Same test as "the lowercased input contains %c0, %c1, %e0, %f0, %f8 or %fc", without
+    // allocating.
     let bytes = s.as_bytes();
     let found = memchr::memchr_iter(b'%', bytes).any(|p| {
         matches!(
@@ -529,7 +549,9 @@ pub fn utf8_overlong_percent(s: &str) -> Option<String> {
                 bytes.get(p + 1).map(|c| c.to_ascii_lowercase()),
                 bytes.get(p + 2)
             ),
-            (Some(b'c'), Some(b'0' | b'1')) | (Some(b'e' | b'f'), Some(b'0'))
+            (Some(b'c'), Some(b'0' | b'1'))
+                | (Some(b'e'), Some(b'0'))
+                | (Some(b'f'), Some(b'0' | b'8' | b'c' | b'C'))
         )
     });
     if !found {
@@ -550,12 +572,7 @@ pub fn utf8_overlong_percent(s: &str) -> Option<String> {
     let mut changed = false;
     while i < b.len() {
         if let Some(first) = hex_at(i) {
-            let need = match first {
-                0xC0 | 0xC1 => 1,
-                0xE0 => 2,
-                0xF0 => 3,
-                _ => 0,
-            };
+            let need = overlong_tail_len(first);
             if need > 0 {
                 let mut bytes = vec![first];
                 let mut ok = true;
@@ -756,11 +773,7 @@ pub fn js_decode(s: &str) -> Option<String> {
                     }
                 }
                 if let Some(v) = hexn(i + 2, 4) {
-                    let v = if (0xFF01..=0xFF5E).contains(&v) {
-                        v - 0xFEE0
-                    } else {
-                        v
-                    };
+                    let v = fold_lookalike(v);
                     out.push(char::from_u32(v).unwrap_or('\u{FFFD}'));
                     i += 6;
                     continue;
@@ -1323,6 +1336,14 @@ mod tests {
         assert_eq!(t("cmdline", "c^a\"t /e't'c/pa\\sswd"), "cat/etc/passwd");
         assert_eq!(t("cmdline", "W'h'O\"am\"I"), "whoami");
         assert_eq!(t("cmdline", "a;  b,c"), "a; b c");
+        // Overlong forms up to six bytes, and the slash and dot look-alikes of %u escapes.
+        assert_eq!(t("url_decode", "%f8%80%80%80%ae%fc%80%80%80%80%af"), "./");
+        assert_eq!(
+            t("url_decode", "..%u2215..%uEFC8x%u2216y%uF025%uff0e"),
+            "../../x\\y\\."
+        );
+        assert_eq!(t("utf8_overlong", "%f8%80%80%80%ae%e0%80%ae%c0%af"), "../");
+        assert_eq!(fix_overlong(b"\xc0\xae\xc0"), b".\xc0");
         assert_eq!(
             t("remove_comments", "un/**/ion sel/*x*/ect -- c"),
             "union select "
@@ -1356,11 +1377,7 @@ mod tests {
                     (hex(i + 2), hex(i + 3), hex(i + 4), hex(i + 5))
                 {
                     let cp = (a as u32) << 12 | (c as u32) << 8 | (d as u32) << 4 | e as u32;
-                    let cp = if (0xFF01..=0xFF5E).contains(&cp) {
-                        cp - 0xFEE0
-                    } else {
-                        cp
-                    };
+                    let cp = fold_lookalike(cp);
                     let ch = char::from_u32(cp).unwrap_or('\u{FFFD}');
                     out.extend_from_slice(ch.to_string().as_bytes());
                     i += 6;
