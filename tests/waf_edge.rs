@@ -232,7 +232,27 @@ async fn blocks_reports_and_logs() {
     );
     assert_eq!(seen(), 3, "blocked bodies never reach the backend");
 
-    // Over the inspection limit: 413 in prevention, prefix inspection where the site asks for it.
+    // Over the inspection limit: the prefix is judged first, so an attack at its start is a 403
+    // (declared length or chunked); a clean one gets 413 in prevention, and passes where the site
+    // inspects prefixes.
+    let big_attack = format!(
+        "q=1%27%20UNION%20SELECT%20password%20FROM%20users--&data={}",
+        "a".repeat(70_000)
+    );
+    for chunked in [false, true] {
+        let r = post(
+            port,
+            "api.example.test",
+            "application/x-www-form-urlencoded",
+            &big_attack,
+            chunked,
+        )
+        .await;
+        assert_eq!(
+            r.status, 403,
+            "attack at the start of an oversized body (chunked: {chunked})"
+        );
+    }
     let big = format!("data={}", "a".repeat(70_000));
     assert_eq!(
         post(

@@ -168,19 +168,9 @@ impl super::Edge {
         }
         let streamed = ctx.body.is_none() && !session.as_downstream_mut().is_body_empty();
         if streamed {
-            let declared = super::body::declared_length(session.req_header());
-            let oversized = declared.is_some_and(|n| n > policy.body_limit as u64);
-            if oversized && self.rejects_oversized(site) {
-                ctx.block_reason = Some("size");
-                super::respond::text(
-                    session,
-                    413,
-                    &ctx.request_id,
-                    "payload too large: over the WAF inspection limit",
-                )
-                .await?;
-                return Ok(false);
-            }
+            // Held back and decided when complete or at the inspection limit; a body declared
+            // larger than the limit is read up to it too, so that an attack at its start gets
+            // the 403 that names its rule rather than a 413 (`inspect_streamed_body`).
             ctx.waf_deferred = true;
             return Ok(true);
         }
@@ -229,21 +219,23 @@ impl super::Edge {
             *body = Some(Bytes::new());
             return Ok(());
         }
+        ctx.waf_deferred = false;
+        let inspected = &ctx.held[..ctx.held.len().min(policy.body_limit)];
+        let verdict = evaluate(&plan.waf, policy, session.req_header(), inspected, over);
+        let decoded_over_limit = verdict.decoded_body_over_limit;
+        // The prefix is judged first: an attack in it is a 403 naming its rule, whatever the
+        // size; only a clean prefix of an oversized body gets the 413.
+        if self.record_verdict(ctx, policy, verdict) {
+            return pingora::Error::e_explain(
+                pingora::ErrorType::HTTPStatus(403),
+                "blocked by the WAF",
+            );
+        }
         if over && self.rejects_oversized(site) {
             ctx.block_reason = Some("size");
             return pingora::Error::e_explain(
                 pingora::ErrorType::HTTPStatus(413),
                 "body over the WAF inspection limit",
-            );
-        }
-        ctx.waf_deferred = false;
-        let inspected = &ctx.held[..ctx.held.len().min(policy.body_limit)];
-        let verdict = evaluate(&plan.waf, policy, session.req_header(), inspected, over);
-        let decoded_over_limit = verdict.decoded_body_over_limit;
-        if self.record_verdict(ctx, policy, verdict) {
-            return pingora::Error::e_explain(
-                pingora::ErrorType::HTTPStatus(403),
-                "blocked by the WAF",
             );
         }
         if decoded_over_limit && self.rejects_oversized(site) {
