@@ -545,6 +545,25 @@ mod tests {
     }
 
     #[test]
+    fn xml_values_are_read_with_their_references_decoded() {
+        let p = parse_body(
+            Some("application/xml"),
+            b"<a x=\"&lt;b&gt;\">1 &amp; 2 &#39;x&#x27;</a>",
+            false,
+        );
+        assert!(
+            p.args.contains(&("xml:a@x".into(), "<b>".into())),
+            "{:?}",
+            p.args
+        );
+        assert!(
+            p.args.contains(&("xml:a".into(), "1 & 2 'x'".into())),
+            "{:?}",
+            p.args
+        );
+    }
+
+    #[test]
     fn xml() {
         let p = parse_body(
             Some("application/xml"),

@@ -1,6 +1,7 @@
 //! A tolerant XML tokenizer: text and attribute values become arguments.
 
 use super::{MAX_BODY_ARGS, MAX_JSON_DEPTH};
+use crate::waf::transform::html_entity_decode;
 
 /// Tolerant XML tokenizer: collects text nodes and attribute values as args named `xml:<element>`
 /// (attributes as `xml:<element>@<attr>`). Errors on unbalanced tags or unterminated markup.
@@ -116,7 +117,7 @@ pub fn parse_xml_into(
             let next = s[i..].find('<').map(|p| i + p).unwrap_or(b.len());
             let text = s[i..next].trim();
             if !text.is_empty() {
-                args.push((xml_name(&stack), text.to_string()));
+                args.push((xml_name(&stack), xml_text(text)));
             }
             i = next;
         }
@@ -148,6 +149,12 @@ fn find_tag_end(rest: &str) -> Option<usize> {
     None
 }
 
+/// Text and attribute values as an XML parser hands them to the application: entity and
+/// character references decoded (`&lt;` is `<`, `&#39;` is `'`). CDATA is taken as it is.
+fn xml_text(raw: &str) -> String {
+    html_entity_decode(raw).unwrap_or_else(|| raw.to_string())
+}
+
 fn xml_name(stack: &[String]) -> String {
     format!("xml:{}", stack.last().map(|s| s.as_str()).unwrap_or(""))
 }
@@ -167,7 +174,7 @@ fn parse_attrs(s: &str, elem: &str, args: &mut Vec<(String, String)>) {
                 let end = after.find(char::is_whitespace).unwrap_or(after.len());
                 (&after[..end], &after[end..])
             };
-        args.push((format!("xml:{}@{}", elem, name), val.to_string()));
+        args.push((format!("xml:{}@{}", elem, name), xml_text(val)));
         rest = remaining;
     }
 }
