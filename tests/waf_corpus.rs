@@ -153,3 +153,23 @@ fn evasion_corpus_sample_keeps_its_floors() {
         tnr * 100.0
     );
 }
+
+/// tests/corpora/paranoia2.jsonl: what PL2 adds (GraphQL introspection, batching and nesting)
+/// is caught at PL2 and not at PL1, and its benign look-alikes pass at both.
+#[test]
+fn paranoia2_corpus_is_caught_at_pl2_only() {
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpora/paranoia2.jsonl");
+    let cases = load_inputs(&[file]).expect("corpus loads");
+    let plan = default_plan().unwrap_or_else(|e| panic!("default rules: {:?}", e));
+    for (level, attacks_blocked) in [(1u8, false), (2, true)] {
+        let policy = Policy::new(portcullis::waf::Mode::Prevention, level, 5);
+        for c in &cases {
+            let blocked = c
+                .request
+                .with_request(|r| plan.evaluate(r, &policy))
+                .blocked;
+            let want = c.label == Label::Attack && attacks_blocked;
+            assert_eq!(blocked, want, "{} at PL{level}", c.id);
+        }
+    }
+}

@@ -1,4 +1,5 @@
-//! Every transformation, one at a time and as a chain picked by the first input bytes.
+//! Every transformation, one at a time and as a chain picked by the first input bytes, and the
+//! base64 view of a value (`base64_text`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -16,6 +17,12 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = transform::url_decode_once(&s, true);
     let _ = transform::url_decode_once(&s, false);
+    // The base64 view of a value: printable text or nothing.
+    if let Some(text) = transform::base64_text(&s) {
+        assert!(!text
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\t' | '\r' | '\n')));
+    }
 
     // A chain: the first byte gives its length, the next bytes pick the transformations.
     if let Some((&n, rest)) = data.split_first() {
