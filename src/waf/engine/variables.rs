@@ -60,10 +60,8 @@ impl<'a> Target<'a> {
     }
 }
 
-/// Parses the query string and the body. The variables borrow the result, so a JSON body's
-/// hundreds of names and values are neither copied nor freed one by one.
-/// An argument or cookie whose value is base64 as a whole is also inspected as the text it
-/// decodes to (see [`base64_text`]), under the same collection and name, so every rule, selector
+/// An argument, cookie or path segment whose value is base64 as a whole is also inspected as the
+/// text it decodes to (see [`base64_text`]), under the same collection and name, so every rule, selector
 /// and exclusion that applies to the value applies to what an application decoding it would
 /// read: an attack sent in base64 meets the same rules as one sent plain. Not header values: no
 /// application decodes its `User-Agent`, and SDK headers in base64 decode to binary with line
@@ -94,6 +92,8 @@ fn without_ranges(bytes: &[u8], ranges: &[std::ops::Range<usize>]) -> Vec<u8> {
     out
 }
 
+/// Parses the query string and the body. The variables borrow the result, so a JSON body's
+/// hundreds of names and values are neither copied nor freed one by one.
 pub(super) fn parse_inputs<'a>(req: &HttpRequest<'a>) -> Inputs<'a> {
     let mut query = Vec::new();
     let target = Target::split(req.uri);
@@ -174,6 +174,10 @@ impl WafPlan {
         }
         if used(Coll::Path) {
             push(&mut vars, Coll::Path, empty(), path.clone());
+            // A path segment that is base64 as a whole is read decoded too, as arguments are.
+            for segment in path.split('/') {
+                push_base64_view(&mut vars, Coll::Path, "", segment);
+            }
         }
         if let Some(q) = query {
             if used(Coll::QueryString) && !q.is_empty() {
