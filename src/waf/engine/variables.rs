@@ -63,9 +63,9 @@ impl<'a> Target<'a> {
 /// An argument, cookie or path segment whose value is base64 as a whole is also inspected as the
 /// text it decodes to (see [`base64_text`]), under the same collection and name, so every rule, selector
 /// and exclusion that applies to the value applies to what an application decoding it would
-/// read: an attack sent in base64 meets the same rules as one sent plain. Not header values: no
-/// application decodes its `User-Agent`, and SDK headers in base64 decode to binary with line
-/// breaks that header-syntax rules would take for injections.
+/// read: an attack sent in base64 meets the same rules as one sent plain. Of the headers only the
+/// `User-Agent`, which the rules read as an input (no browser sends one in base64): SDK headers
+/// in base64 decode to binary with line breaks that header-syntax rules take for injections.
 fn push_base64_view<'b>(vars: &mut Vec<Var<'b>>, coll: Coll, name: &str, value: &str) {
     if vars.len() >= MAX_VARS {
         return;
@@ -248,6 +248,9 @@ impl WafPlan {
             // The Cookie header is inspected through the cookies collection; it only appears in
             // `headers` when a rule names it explicitly (e.g. `headers:Cookie`).
             if used(Coll::Headers) && (self.cookie_header_named || !is_cookie) {
+                if n.eq_ignore_ascii_case("user-agent") {
+                    push_base64_view(&mut vars, Coll::Headers, n, &value);
+                }
                 push(&mut vars, Coll::Headers, Cow::Borrowed(n), value);
             }
         }
