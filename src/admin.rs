@@ -1,6 +1,7 @@
 //! The admin listener: liveness, readiness, status, metrics and reload.
 //! Bind it to a loopback or management address only: it has no authentication.
 
+use crate::metrics::BackendReading;
 use crate::state::EdgeState;
 use async_trait::async_trait;
 use http::Response;
@@ -47,6 +48,31 @@ impl AdminApp {
             "pools": pools,
         })
         .to_string()
+    }
+
+    /// `/metrics`: the counters, with each backend's health and the logs' dropped lines read
+    /// now from the live plan and the log sinks.
+    fn metrics_text(&self) -> String {
+        let plan = self.state.plan.load();
+        let now = crate::upstream::health::now_ms();
+        let backends: Vec<BackendReading> = plan
+            .pools
+            .iter()
+            .flat_map(|p| {
+                p.backends.iter().map(move |b| BackendReading {
+                    pool: &p.name,
+                    backend: b.addr,
+                    up: b.health.available(now),
+                    ejections: b.health.ejections(),
+                    in_flight: b.health.outstanding() as u64,
+                })
+            })
+            .collect();
+        let logs = [
+            ("access", self.state.access_log.dropped()),
+            ("waf", self.state.waf_log.dropped()),
+        ];
+        self.state.metrics.render(&backends, &logs)
     }
 
     async fn reload_json(&self) -> (u16, String) {
@@ -99,16 +125,7 @@ impl ServeHttp for AdminApp {
             (_, "/metrics") => (
                 200,
                 "text/plain; version=0.0.4",
-                self.state
-                    .metrics
-                    .render(
-                        &self.state.plan.load(),
-                        &[
-                            ("access", &self.state.access_log),
-                            ("waf", &self.state.waf_log),
-                        ],
-                    )
-                    .into_bytes(),
+                self.metrics_text().into_bytes(),
             ),
             ("POST", "/reload") => {
                 let (status, body) = self.reload_json().await;

@@ -182,7 +182,7 @@ const DEMOTED_PINGORA_ERRORS: &[(&str, &str)] = &[
     // then close) would log one every few seconds.
     (
         "pingora_core::services::listening",
-        crate::tls::gate::REFUSED,
+        crate::tls_gate::REFUSED,
     ),
     // A client that closed its connection, or was cut (head deadline), in the middle of a
     // request head: a slowloris run would log one per connection.

@@ -100,6 +100,8 @@ pub fn limit_for(plan: &RuntimePlan, ip: IpAddr) -> Option<u32> {
 pub struct CappedApp<A> {
     pub inner: Arc<A>,
     pub state: Arc<EdgeState>,
+    /// The counts, shared by every listener's app and connection filter.
+    pub connections: Arc<ClientConnections>,
 }
 
 #[async_trait]
@@ -119,7 +121,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for CappedApp<A> {
             (cap, plan.limits.header_read_timeout_ms)
         };
         let _slot = match cap {
-            Some((ip, limit)) => match self.state.connections.try_enter(ip, limit) {
+            Some((ip, limit)) => match self.connections.try_enter(ip, limit) {
                 Some(slot) => Some(slot),
                 None => {
                     refused(&self.state, ip);

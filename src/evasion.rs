@@ -1,6 +1,6 @@
 //! The evasion corpus: every payload of a list re-emitted through the encodings attackers use to
 //! slip past signatures and the places a request can carry it, as labelled requests that
-//! [`crate::replay`] scores like any other corpus.
+//! [`crate::waf::replay`] scores like any other corpus.
 //!
 //! A WAF that catches `' OR '1'='1` in a query string but not in base64 in a cookie, or in a JSON
 //! field, or written with `\u0027`, is walked past with the first encoding an attacker tries. The
@@ -18,8 +18,8 @@ use anyhow::{anyhow, Result};
 use base64::Engine;
 use std::fmt::Write as _;
 
-use crate::replay::{Case, Label};
 use crate::waf::parse_raw_request;
+use crate::waf::replay::{Case, Label};
 
 /// One payload of the list.
 #[derive(Debug, Clone)]

@@ -314,6 +314,10 @@ pub struct AccessRecord<'a> {
     pub waf_score: u32,
     pub rule_ids: Vec<u32>,
     pub block_reason: &'a str,
+    /// The API contract's operation the request was for (`operationId`), when a contract applies.
+    pub contract_operation: &'a str,
+    /// Each contract violation as `kind pointer keyword`, blocking or logged.
+    pub contract_violations: Vec<String>,
     pub error: String,
 }
 
@@ -348,6 +352,8 @@ impl AccessRecord<'_> {
         j.uint("waf_score", self.waf_score.into());
         j.uints("rule_ids", &self.rule_ids);
         j.str("block_reason", self.block_reason);
+        j.str("contract_operation", self.contract_operation);
+        j.strs("contract_violations", &self.contract_violations);
         j.str("error", &self.error);
         j.finish_line();
     }
@@ -423,6 +429,19 @@ impl<'b> JsonObject<'b> {
         self.out.push(b']');
     }
 
+    fn strs(&mut self, key: &str, values: &[String]) {
+        self.key(key);
+        self.out.push(b'[');
+        for (i, v) in values.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            // Writing a str into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *self.out, v);
+        }
+        self.out.push(b']');
+    }
+
     fn finish_line(self) {
         self.out.extend_from_slice(b"}\n");
     }
@@ -480,6 +499,8 @@ mod tests {
             waf_score: u32::MAX,
             rule_ids: vec![942100, 941100, 0],
             block_reason: "waf",
+            contract_operation: "createOrder",
+            contract_violations: vec!["body /body/qty \"minimum\"".into(), String::new()],
             error: "upstream said \"no\"\r\n".into(),
         };
         let serde_line = |r: &AccessRecord| {

@@ -1,10 +1,11 @@
 //! Prometheus metrics, served by the admin listener at `/metrics`.
 //!
-//! Counters and histograms are registered once at start; backend health is
-//! read from the live plan at scrape time, so it is never stale.
+//! Counters and histograms are registered once at start; backend health and
+//! dropped log lines are read at scrape time, so they are never stale. This
+//! module imports nothing of the edge: whoever owns the pools and the logs
+//! hands their readings to [`Metrics::render`] ([`BackendReading`]), so that
+//! everything may count here without a circle (docs/architecture.md).
 
-use crate::logging::LogSink;
-use crate::plan::RuntimePlan;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
@@ -22,6 +23,7 @@ pub struct Metrics {
     pub tls_handshakes: IntCounterVec,
     pub pipelined_requests: IntCounterVec,
     pub panics: IntCounterVec,
+    pub contract_violations: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -101,17 +103,22 @@ impl Metrics {
                 "Panics in the edge's request path, by pingora hook. Each was contained to its request (answered 500 when no response had begun) and logged at ERROR with the request id. Any is a bug.",
                 &["hook"],
             ),
+            contract_violations: counter(
+                "portcullis_contract_violations_total",
+                "Requests that broke their API contract (OpenAPI document), by site, operation (`operationId`; empty for an unknown path) and kind of violation, whether they were refused or only logged.",
+                &["site", "operation", "kind"],
+            ),
             registry,
         }
     }
 
-    /// The Prometheus text exposition, with backend health from `plan` and
-    /// the dropped-line counts of the named logs.
-    pub fn render(&self, plan: &RuntimePlan, logs: &[(&str, &LogSink)]) -> String {
+    /// The Prometheus text exposition, with the backends' health and the
+    /// dropped-line counts of the named logs (`(log, dropped)`) as read now.
+    pub fn render(&self, backends: &[BackendReading], logs: &[(&str, u64)]) -> String {
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         let mut text = String::from_utf8(out).unwrap_or_default();
-        text.push_str(&backend_lines(plan));
+        text.push_str(&backend_lines(backends));
         text.push_str(&log_lines(logs));
         text
     }
@@ -123,44 +130,54 @@ impl Default for Metrics {
     }
 }
 
-/// How one backend metric family reads its value.
-type BackendValue<'a> = &'a dyn Fn(&crate::upstream::Backend) -> u64;
+/// One backend's health at scrape time, in pool order.
+#[derive(Debug, Clone, Copy)]
+pub struct BackendReading<'a> {
+    pub pool: &'a str,
+    pub backend: std::net::SocketAddr,
+    /// May get traffic: probe healthy and not ejected.
+    pub up: bool,
+    /// Passive ejections so far.
+    pub ejections: u64,
+    /// Requests in flight to it.
+    pub in_flight: u64,
+}
 
-/// Backend gauges and ejection counters, read from the live health state.
-fn backend_lines(plan: &RuntimePlan) -> String {
-    let now = crate::upstream::health::now_ms();
+/// How one backend metric family reads its value.
+type BackendValue<'a> = &'a dyn Fn(&BackendReading) -> u64;
+
+/// Backend gauges and ejection counters.
+fn backend_lines(backends: &[BackendReading]) -> String {
     let mut s = String::new();
     let families: [(&str, &str, &str, BackendValue); 3] = [
         (
             "portcullis_backend_up",
             "gauge",
             "Whether a backend may get traffic (probe healthy and not ejected).",
-            &|b| u64::from(b.health.available(now)),
+            &|b| u64::from(b.up),
         ),
         (
             "portcullis_backend_ejections_total",
             "counter",
             "Passive ejections of a backend.",
-            &|b| b.health.ejections(),
+            &|b| b.ejections,
         ),
         (
             "portcullis_backend_in_flight",
             "gauge",
             "Requests in flight to a backend.",
-            &|b| b.health.outstanding() as u64,
+            &|b| b.in_flight,
         ),
     ];
     for (name, kind, help, value) in families {
         s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
-        for p in &plan.pools {
-            for b in &p.backends {
-                s.push_str(&format!(
-                    "{name}{{pool=\"{}\",backend=\"{}\"}} {}\n",
-                    p.name,
-                    b.addr,
-                    value(b)
-                ));
-            }
+        for b in backends {
+            s.push_str(&format!(
+                "{name}{{pool=\"{}\",backend=\"{}\"}} {}\n",
+                b.pool,
+                b.backend,
+                value(b)
+            ));
         }
     }
     s
@@ -168,13 +185,13 @@ fn backend_lines(plan: &RuntimePlan) -> String {
 
 /// Lines each log dropped because its writer fell behind (read from the sinks
 /// at scrape time, like backend health).
-fn log_lines(logs: &[(&str, &LogSink)]) -> String {
+fn log_lines(logs: &[(&str, u64)]) -> String {
     let name = "portcullis_log_lines_dropped_total";
     let mut s = format!(
         "# HELP {name} Log lines dropped because the log's writer fell behind the requests.\n# TYPE {name} counter\n"
     );
-    for (log, sink) in logs {
-        s.push_str(&format!("{name}{{log=\"{log}\"}} {}\n", sink.dropped()));
+    for (log, dropped) in logs {
+        s.push_str(&format!("{name}{{log=\"{log}\"}} {dropped}\n"));
     }
     s
 }

@@ -3,6 +3,7 @@
 //! almost nothing. It reads the current plan, so reloads apply to new
 //! connections at once.
 
+use crate::conncap::ClientConnections;
 use crate::state::EdgeState;
 use async_trait::async_trait;
 use pingora::listeners::ConnectionFilter;
@@ -11,6 +12,8 @@ use std::sync::Arc;
 
 pub struct NetworkFilter {
     pub state: Arc<EdgeState>,
+    /// Open connections per client address, kept by `conncap::CappedApp`.
+    pub connections: Arc<ClientConnections>,
     /// The listener's local port, which rules may match on.
     pub port: u16,
 }
@@ -31,7 +34,7 @@ impl ConnectionFilter for NetworkFilter {
         // An address already at its connection cap is dropped here, before any TLS work (the
         // count itself is kept by `conncap::CappedApp` for the connection's whole life).
         if let Some(limit) = crate::conncap::limit_for(&plan, addr.ip()) {
-            if self.state.connections.is_full(addr.ip(), limit) {
+            if self.connections.is_full(addr.ip(), limit) {
                 crate::conncap::refused(&self.state, addr.ip());
                 return false;
             }

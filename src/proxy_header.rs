@@ -2,7 +2,7 @@
 //! connection, on listeners with `proxy_protocol = true`.
 //!
 //! The header is taken off the connection before anything else reads it: on HTTPS listeners by
-//! the ClientHello gate (`tls/gate.rs`), before the handshake; on plain-HTTP and redirect
+//! the ClientHello gate (`tls_gate.rs`), before the handshake; on plain-HTTP and redirect
 //! listeners by [`ProxiedApp`], before HTTP. Both do it with [`take`], so the rules are the same:
 //! the header's source becomes the connection's peer address, which is what everything after it
 //! reads (the per-client connection cap, client identity and geo, `X-Forwarded-For`, rate limits,

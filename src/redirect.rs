@@ -17,7 +17,7 @@ pub struct RedirectApp {
 impl RedirectApp {
     /// The Location for a request, or `None` when it has no usable Host.
     pub fn location(&self, host: Option<&str>, path_and_query: &str) -> Option<String> {
-        let host = crate::routing::normalize_host(host?);
+        let host = crate::host::normalize_host(host?);
         if host.is_empty()
             || !host
                 .bytes()

@@ -1,6 +1,9 @@
 //! Routing: which site answers a request (by listener and Host) and which pool
 //! serves its path (longest matching prefix).
 
+// Routing compares normalized hosts; the function lives below the plan, where upstream can use it.
+pub use crate::host::normalize_host;
+
 /// How a site's host pattern matches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostPattern {
@@ -73,6 +76,8 @@ pub struct Site {
     /// Drop Server/X-Powered-By/X-AspNet-Version(s); add `hsts` on TLS listeners.
     pub harden_responses: bool,
     pub hsts: Option<http::HeaderValue>,
+    /// The site's API contracts (OpenAPI documents), each covering its base path.
+    pub contracts: Vec<std::sync::Arc<crate::openapi::Contract>>,
 }
 
 impl Site {
@@ -96,23 +101,6 @@ impl Site {
             .map(HostPattern::specificity)
             .max()
     }
-}
-
-/// Strips the port and a trailing dot from a Host value, lowercased.
-pub fn normalize_host(host: &str) -> String {
-    let without_port = if let Some(rest) = host.strip_prefix('[') {
-        // [v6]:port
-        rest.split(']').next().unwrap_or(rest)
-    } else {
-        host.rsplit_once(':').map_or(host, |(h, p)| {
-            if p.bytes().all(|b| b.is_ascii_digit()) {
-                h
-            } else {
-                host
-            }
-        })
-    };
-    without_port.trim_end_matches('.').to_ascii_lowercase()
 }
 
 /// Finds the most specific site for a listener and host (already normalized).
@@ -150,6 +138,7 @@ mod tests {
             rewrites: crate::rewrite::RewritePlan::default(),
             harden_responses: true,
             hsts: None,
+            contracts: Vec::new(),
             name: name.into(),
             hosts: hosts.iter().map(|h| HostPattern::parse(h)).collect(),
             listeners: None,
@@ -181,12 +170,5 @@ mod tests {
         assert_eq!(s.route("/api/v2/x").map(|r| r.pool), Some(2));
         assert_eq!(s.route("/api/x").map(|r| r.pool), Some(1));
         assert_eq!(s.route("/other").map(|r| r.pool), Some(0));
-    }
-
-    #[test]
-    fn host_normalization() {
-        assert_eq!(normalize_host("API.Example.com:8443"), "api.example.com");
-        assert_eq!(normalize_host("example.com."), "example.com");
-        assert_eq!(normalize_host("[::1]:8443"), "::1");
     }
 }

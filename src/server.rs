@@ -2,7 +2,7 @@
 
 use crate::admin::AdminApp;
 use crate::config::ListenerProtocol;
-use crate::conncap::CappedApp;
+use crate::conncap::{CappedApp, ClientConnections};
 use crate::logging::LogSink;
 use crate::metrics::Metrics;
 use crate::netfilter::NetworkFilter;
@@ -13,9 +13,10 @@ use crate::redirect::RedirectApp;
 use crate::reload::Reloader;
 use crate::signals::SignalService;
 use crate::state::EdgeState;
-use crate::tls::gate::HelloGate;
 use crate::tls::mtls::HandshakeComplete;
 use crate::tls::SwappableResolver;
+use crate::tls_gate::HelloGate;
+use crate::upstream::probe::{PoolSource, ProbeService};
 use arc_swap::ArcSwap;
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
@@ -87,14 +88,15 @@ pub fn build(
         access_log,
         waf_log,
         reloader: Reloader::new(config_path, shared.clone(), resolvers.clone(), metrics),
-        connections: Arc::default(),
     });
+    let connections: Arc<ClientConnections> = Arc::default();
     let plan = shared.load_full();
     let mut services: Vec<Box<dyn pingora::services::ServiceWithDependents>> = Vec::new();
     for (idx, listener) in plan.listeners.iter().enumerate() {
         let addr = listener.bind.to_string();
         let filter = Arc::new(NetworkFilter {
             state: state.clone(),
+            connections: connections.clone(),
             port: listener.bind.port(),
         });
         match listener.protocol {
@@ -113,6 +115,7 @@ pub fn build(
                     inner: Arc::new(CappedApp {
                         inner: Arc::new(app),
                         state: state.clone(),
+                        connections: connections.clone(),
                     }),
                     state: state.clone(),
                     listener: idx,
@@ -129,6 +132,7 @@ pub fn build(
                     inner: Arc::new(CappedApp {
                         inner: Arc::new(pingora::proxy::http_proxy(&server.configuration, edge)),
                         state: state.clone(),
+                        connections: connections.clone(),
                     }),
                     state: state.clone(),
                     listener: idx,
@@ -172,8 +176,8 @@ pub fn build(
     }
     let probes = pingora::services::background::background_service(
         "health probes",
-        crate::upstream::probe::ProbeService {
-            plan: shared.clone(),
+        ProbeService {
+            pools: LivePools(shared.clone()),
         },
     );
     services.push(Box::new(probes));
@@ -188,6 +192,17 @@ pub fn build(
         server.add_boxed_service(svc);
     }
     Ok(Built { server, state })
+}
+
+/// The pools of the live plan, for the health probes (which know pools, not plans).
+struct LivePools(Arc<ArcSwap<RuntimePlan>>);
+
+impl PoolSource for LivePools {
+    fn for_each_pool(&self, f: &mut dyn FnMut(&Arc<crate::upstream::Pool>)) {
+        for pool in &self.0.load_full().pools {
+            f(pool);
+        }
+    }
 }
 
 /// A TCP endpoint whose client connections get read buffers of `read_buffer_bytes`.

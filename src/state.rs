@@ -1,5 +1,7 @@
 //! What the running edge shares across listeners, the admin listener and
 //! signal handlers: the current plan, metrics, log sinks and the reloader.
+//! (The per-client connection counts are handed to the listeners that keep
+//! them, `conncap`, which reads this state: it is not part of it.)
 
 use crate::logging::LogSink;
 use crate::metrics::Metrics;
@@ -14,8 +16,6 @@ pub struct EdgeState {
     pub access_log: LogSink,
     pub waf_log: LogSink,
     pub reloader: Reloader,
-    /// Open connections per client address (see `conncap`).
-    pub connections: Arc<crate::conncap::ClientConnections>,
 }
 
 impl EdgeState {

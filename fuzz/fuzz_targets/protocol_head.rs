@@ -4,7 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portcullis::proxy::protocol::{check_head, Limits};
+use portcullis::config::Limits;
+use portcullis::proxy::protocol::check_head;
 
 fuzz_target!(|data: &[u8]| {
     let mut headers = [httparse::EMPTY_HEADER; 128];

@@ -1,23 +1,19 @@
 //! The code under test, for the fuzz targets.
 //!
-//! With the `full` feature this re-exports the real `portcullis` crate's modules. Without it,
-//! the self-contained modules (they use nothing else from the crate) are compiled here straight
-//! from the main crate's source files, so the fuzzed code is the same code without building
-//! pingora and the rest of the proxy.
+//! The WAF is the `portcullis-waf` crate in both modes (the edge re-exports the same crate as
+//! `portcullis::waf`). With the `full` feature the rest comes from the real `portcullis` crate.
+//! Without it, the other self-contained modules (they use nothing else from the crate) are
+//! compiled here straight from the main crate's source files, so the fuzzed code is the same
+//! code without building pingora and the rest of the proxy.
 #![allow(dead_code, unused_imports, clippy::all)]
 
-#[cfg(feature = "full")]
-pub use portcullis::waf;
+pub use portcullis_waf as waf;
 
 #[cfg(feature = "full")]
 pub use portcullis::tls::hello as tls_hello;
 
 #[cfg(feature = "full")]
 pub use portcullis::netrules as proxy_protocol;
-
-#[cfg(not(feature = "full"))]
-#[path = "../../src/waf/mod.rs"]
-pub mod waf;
 
 #[cfg(not(feature = "full"))]
 #[path = "../../src/tls/hello.rs"]

@@ -6,9 +6,11 @@
 //! that the request path reads.
 
 pub mod diagnostics;
+mod limits;
 mod load;
 
 pub use diagnostics::{Diagnostic, Diagnostics, KeyPath, Severity};
+pub use limits::Limits;
 pub use load::{load_file, load_str, read_file, read_str, Loaded};
 
 use serde::Deserialize;
@@ -38,7 +40,7 @@ pub struct Config {
     pub client_ip: ClientIpConfig,
     /// Request size limits.
     #[serde(default)]
-    pub limits: crate::proxy::protocol::Limits,
+    pub limits: Limits,
     #[serde(default)]
     pub waf: WafConfig,
     /// Where rate-limit counters live (in memory by default, or Redis for a fleet).
@@ -358,6 +360,9 @@ pub struct SiteConfig {
     /// Ordered header and URL rewrite rules (see docs/config.md).
     #[serde(default)]
     pub rewrites: Vec<crate::rewrite::RewriteRuleConfig>,
+    /// API contracts enforced before the WAF (OpenAPI 3.0/3.1 documents, `src/openapi/`).
+    #[serde(default)]
+    pub openapi: Vec<crate::openapi::OpenApiConfig>,
     /// Answer 403 unless the client presented a verified certificate (the
     /// listener's `client_auth` must be `request` or `require`).
     #[serde(default)]
@@ -388,44 +393,9 @@ fn default_prefix() -> String {
     "/".to_string()
 }
 
-/// How a pool picks a backend among the available ones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum LoadBalancing {
-    /// Smooth weighted round robin.
-    #[default]
-    RoundRobin,
-    /// Power of two random choices, the one with fewer requests in flight.
-    LeastOutstanding,
-    /// Consistent hashing (ketama) on `hash_key`: a client stays on one backend.
-    ConsistentHash,
-    /// Weighted random.
-    Random,
-}
-
-/// What the Host header (and, for TLS pools without `tls.sni`, the SNI) sent to the backend is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum HostHeader {
-    /// The Host the client sent.
-    #[default]
-    Preserve,
-    /// The pool's `host_name`: for gateways that route by their own name.
-    Override,
-    /// Each backend's own `host`.
-    Backend,
-}
-
-/// What happens when no backend of a pool is available (all unhealthy or ejected).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum AllDown {
-    /// Answer 503 at once.
-    #[default]
-    FailClosed,
-    /// Try the backends anyway, ignoring health.
-    TryAnyway,
-}
+// A pool's algorithm, Host header and all-down behaviour are the upstream mechanism's own words,
+// as a site's WAF policy is the WAF's (docs/architecture.md); the file's keys name them here.
+pub use crate::upstream::{AllDown, HostHeader, LoadBalancing};
 
 /// A pool of backends (the internal API-gateway instances).
 #[derive(Debug, Clone, Deserialize)]

@@ -4,6 +4,7 @@
 
 mod limits;
 mod network;
+mod pools;
 mod tls;
 mod waf;
 
@@ -66,7 +67,7 @@ pub struct RuntimePlan {
     pub sites: Vec<Site>,
     pub pools: Vec<Arc<Pool>>,
     pub network: NetworkPlan,
-    pub limits: crate::proxy::protocol::Limits,
+    pub limits: crate::config::Limits,
     pub waf: Arc<crate::waf::WafPlan>,
 }
 
@@ -108,7 +109,8 @@ pub fn compile(loaded: Loaded) -> Compiled {
     let pools = compile_pools(cfg, &resolve, &mut diagnostics);
     let network = network::compile_network(cfg, &base_dir, &resolve, &mut diagnostics);
     let has_geo = cfg.geoip.is_some();
-    let sites = compile_sites(cfg, &pools, has_geo, &mut diagnostics);
+    let mut sites = compile_sites(cfg, &pools, has_geo, &mut diagnostics);
+    compile_contracts(cfg, &base_dir, &mut sites, &mut diagnostics);
     warn_unused_pools(cfg, &mut diagnostics);
     if cfg.server.threads == 0 {
         diagnostics.error(&root.key("server").key("threads"), "must be at least 1");
@@ -322,7 +324,7 @@ fn compile_pools(
         if let Some(parts) = compile_pool_parts(p, &path, resolve, d) {
             out.push((
                 p.name.clone(),
-                Pool::new(p, parts, cfg.server.region.as_deref()),
+                Pool::new(pools::settings(p), parts, cfg.server.region.as_deref()),
             ));
         }
     }
@@ -457,7 +459,7 @@ fn compile_upstream_tls(
         },
         None => None,
     };
-    match upstream::upstream_tls(t, ca) {
+    match upstream::upstream_tls(t.sni.clone(), !t.insecure_skip_verify, t.http2, ca) {
         Ok(tls) => Some(tls),
         Err(msg) => {
             d.error(tp, msg);
@@ -515,6 +517,34 @@ fn compile_probe(h: &HealthCheckConfig, hp: &KeyPath, d: &mut Diagnostics) -> Op
         unhealthy_threshold: h.unhealthy_threshold.max(1),
         next_due_ms: std::sync::atomic::AtomicU64::new(0),
     })
+}
+
+/// Reads and compiles every site's OpenAPI documents (`[[sites.openapi]]`); their errors name the
+/// document's file, line and JSON pointer under the config key.
+fn compile_contracts(
+    cfg: &Config,
+    base_dir: &std::path::Path,
+    sites: &mut [Site],
+    d: &mut Diagnostics,
+) {
+    for (i, (sc, site)) in cfg.sites.iter().zip(sites.iter_mut()).enumerate() {
+        for (j, oc) in sc.openapi.iter().enumerate() {
+            let key = KeyPath::root()
+                .key("sites")
+                .index(i)
+                .key("openapi")
+                .index(j)
+                .key("document");
+            match crate::openapi::compile::compile(oc, base_dir) {
+                Ok(contract) => site.contracts.push(Arc::new(contract)),
+                Err(errors) => {
+                    for e in errors {
+                        d.error(&key, e.to_string());
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn compile_sites(
@@ -637,6 +667,7 @@ fn compile_site(
             ),
         },
         waf_oversized_body: s.waf_oversized_body,
+        contracts: Vec::new(),
         custom_rules: limits::compile_custom_rules(s, path, d),
         rate_limiter: limits::compile_rate_limits(cfg, s, path, d),
         rewrites: match crate::rewrite::compile(&s.rewrites, &path.key("rewrites").to_string()) {

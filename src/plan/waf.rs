@@ -15,7 +15,7 @@ pub fn compile_rulesets(
     d: &mut Diagnostics,
 ) -> Option<Arc<WafPlan>> {
     let loaded = match &cfg.waf.rulesets {
-        Some(dir) => WafPlan::load_dir(&resolve(dir)).map(Arc::new),
+        Some(dir) => WafPlan::load_dir(resolve(dir)).map(Arc::new),
         None => embedded_plan(),
     };
     match loaded {

@@ -16,6 +16,7 @@
 
 pub mod addr_text;
 pub mod body;
+mod contract;
 pub mod forwarding;
 pub mod harden;
 pub mod identity;
@@ -202,6 +203,9 @@ pub struct RequestCtx {
     body_replayed_for_try: usize,
     /// A hook panicked (contained, counted and logged by [`Edge::settle`]).
     panicked: bool,
+    /// The API contract that applies to the request, what it found, and whether its body is
+    /// still to be checked (streamed bodies: when complete).
+    contract: Option<contract::ContractState>,
 }
 
 impl RequestCtx {
@@ -268,6 +272,7 @@ impl ProxyHttp for Edge {
             body: None,
             body_replayed_for_try: 0,
             panicked: false,
+            contract: None,
             client_cert: None,
             rewrite: None,
             waf_deferred: false,
@@ -668,6 +673,8 @@ impl Edge {
             let sent = if code == 403 && ctx.block_reason == Some("waf") {
                 let trace = ctx.trace.as_ref().map(trace::Trace::render);
                 waf::block_page(session, &ctx.request_id, trace.as_deref()).await
+            } else if ctx.block_reason == Some("contract") {
+                contract::write_problem(session, ctx, code, &[]).await
             } else {
                 respond::text(session, code, &ctx.request_id, respond::reason(code)).await
             };
@@ -766,6 +773,12 @@ impl Edge {
                 .map(|v| v.matches.iter().map(|m| m.rule_id).collect())
                 .unwrap_or_default(),
             block_reason: ctx.block_reason.unwrap_or(""),
+            contract_operation: ctx.contract.as_ref().map_or("", |c| c.operation.as_str()),
+            contract_violations: ctx
+                .contract
+                .as_ref()
+                .map(contract::ContractState::log_lines)
+                .unwrap_or_default(),
             error: e.map(|e| e.to_string()).unwrap_or_default(),
         };
         self.state.access_log.write_with(|out| {

@@ -25,6 +25,7 @@ impl Edge {
             && self.identify_and_route(session, ctx).await?
             && self.read_body(session, ctx).await?
             && self.check_client_cert(session, ctx).await?
+            && self.enforce_contract(session, ctx).await?
             && self.inspect(session, ctx).await?
             && self.rewrite_request(session, ctx).await?;
         if passed {

@@ -30,14 +30,8 @@ pub fn evaluate(
         http::Version::HTTP_10 => "HTTP/1.0",
         _ => "HTTP/1.1",
     };
-    let request = HttpRequest {
-        method: req.method.as_str(),
-        uri,
-        version,
-        headers: &headers,
-        body,
-        body_truncated: truncated,
-    };
+    let request =
+        HttpRequest::new(req.method.as_str(), uri, version, &headers).with_body(body, truncated);
     plan.evaluate(&request, policy)
 }
 
@@ -164,6 +158,8 @@ impl super::Edge {
         }
         if policy.mode == Mode::Off {
             ctx.waf_action = "off";
+            // A streamed body the API contract has still to check is held back all the same.
+            ctx.waf_deferred = ctx.contract.as_ref().is_some_and(|c| c.body_pending);
             return Ok(true);
         }
         let streamed = ctx.body.is_none() && !session.as_downstream_mut().is_body_empty();
@@ -220,6 +216,16 @@ impl super::Edge {
             return Ok(());
         }
         ctx.waf_deferred = false;
+        // The API contract's check of the body comes first, as it does for a body read ahead.
+        if ctx.contract.as_ref().is_some_and(|c| c.body_pending) {
+            let held = ctx.held.clone().freeze();
+            if let Some(status) = self.contract_streamed_body(session, ctx, &held) {
+                return pingora::Error::e_explain(
+                    pingora::ErrorType::HTTPStatus(status),
+                    "the body breaks the API contract",
+                );
+            }
+        }
         let inspected = &ctx.held[..ctx.held.len().min(policy.body_limit)];
         let verdict = evaluate(&plan.waf, policy, session.req_header(), inspected, over);
         let decoded_over_limit = verdict.decoded_body_over_limit;

@@ -4,7 +4,6 @@
 //! the leaf) when the config is compiled, so a bad file is a config error and
 //! never a failed handshake at run time.
 
-pub mod gate;
 pub mod hello;
 pub mod mtls;
 pub mod policy;

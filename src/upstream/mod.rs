@@ -1,6 +1,7 @@
 //! Upstream pools: the internal API-gateway instances behind the edge.
 //!
-//! A [`Pool`] is compiled from config once. Backends are grouped into priority
+//! A [`Pool`] is built once per plan, from [`PoolSettings`] and the [`PoolParts`] compiling
+//! checked; this module never reads the configuration itself (docs/architecture.md). Backends are grouped into priority
 //! tiers (same region as the edge first, then the others); within the first
 //! tier that has an available backend, the pool's algorithm picks one.
 //! Health (probes, passive ejection, requests in flight) lives in atomics
@@ -11,13 +12,14 @@ pub mod probe;
 pub mod retry;
 mod schedule;
 mod select;
+mod settings;
 
-use crate::config::{AllDown, HostHeader, LoadBalancing, PoolConfig, UpstreamTlsConfig};
 use health::{now_ms, BackendHealth};
 use pingora::protocols::ALPN;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::utils::tls::{parse_x509, WrappedX509};
 use select::{Candidate, Tier};
+pub use settings::{AllDown, HostHeader, LoadBalancing, PoolSettings};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -96,7 +98,7 @@ pub struct PoolParts {
 
 impl Pool {
     /// Builds a pool; `edge_region` decides which backends form the first tier.
-    pub fn new(cfg: &PoolConfig, parts: PoolParts, edge_region: Option<&str>) -> Pool {
+    pub fn new(settings: PoolSettings, parts: PoolParts, edge_region: Option<&str>) -> Pool {
         let weights: Vec<u32> = parts.backends.iter().map(|b| b.weight).collect();
         let addrs: Vec<SocketAddr> = parts.backends.iter().map(|b| b.addr).collect();
         let candidate = Candidate {
@@ -112,36 +114,26 @@ impl Pool {
         let tiers = [local, remote]
             .into_iter()
             .filter(|m| !m.is_empty())
-            .map(|m| Tier::new(m, &candidate, cfg.load_balancing))
+            .map(|m| Tier::new(m, &candidate, settings.algorithm))
             .collect();
         Pool {
-            name: cfg.name.clone(),
+            name: settings.name,
             backends: parts.backends,
-            algorithm: cfg.load_balancing,
+            algorithm: settings.algorithm,
             hash_key: parts.hash_key,
             tiers,
             weights,
             tls: parts.tls,
-            host_header: cfg.host_header,
-            host_name: cfg.host_name.clone(),
-            connect_timeout: Duration::from_millis(cfg.connect_timeout_ms),
-            read_timeout: Duration::from_millis(cfg.read_timeout_ms),
-            idle_timeout: Duration::from_millis(cfg.idle_timeout_ms),
-            total_timeout: (cfg.total_timeout_ms > 0)
-                .then(|| Duration::from_millis(cfg.total_timeout_ms)),
-            retry: RetryPolicy {
-                max_tries: cfg.retry.max_tries.max(1),
-                on_timeout: cfg.retry.on_timeout,
-                on_status: cfg.retry.on_status.clone(),
-                budget: retry::RetryBudget::new(cfg.retry.budget_percent),
-            },
-            passive: Passive {
-                threshold: cfg.passive.consecutive_failures,
-                cooldown: Duration::from_secs(cfg.passive.ejection_seconds),
-                failure_status: cfg.passive.failure_status.clone(),
-            },
+            host_header: settings.host_header,
+            host_name: settings.host_name,
+            connect_timeout: settings.connect_timeout,
+            read_timeout: settings.read_timeout,
+            idle_timeout: settings.idle_timeout,
+            total_timeout: settings.total_timeout,
+            retry: settings.retry,
+            passive: settings.passive,
             probe: parts.probe,
-            when_all_down: cfg.when_all_down,
+            when_all_down: settings.when_all_down,
         }
     }
 
@@ -194,7 +186,7 @@ impl Pool {
             .map(|t| {
                 t.sni
                     .clone()
-                    .unwrap_or_else(|| crate::routing::normalize_host(upstream_host))
+                    .unwrap_or_else(|| crate::host::normalize_host(upstream_host))
             })
             .unwrap_or_default();
         let mut peer = HttpPeer::new(backend.addr, self.tls.is_some(), sni);
@@ -238,16 +230,20 @@ pub fn load_ca_bundle(
     Ok(chain)
 }
 
-/// Compiles the TLS part of a pool config from an already checked CA bundle.
+/// The TLS settings towards a pool's backends: the SNI to send (None: the Host sent), whether
+/// to verify their certificates, whether to offer HTTP/2, and the already checked CA bundle
+/// (None: the system roots).
 pub fn upstream_tls(
-    cfg: &UpstreamTlsConfig,
+    sni: Option<String>,
+    verify: bool,
+    http2: bool,
     ca: Option<Vec<rustls::pki_types::CertificateDer<'static>>>,
 ) -> Result<UpstreamTls, String> {
-    let probe_client = probe::client_config(ca.as_deref(), !cfg.insecure_skip_verify)?;
+    let probe_client = probe::client_config(ca.as_deref(), verify)?;
     Ok(UpstreamTls {
-        sni: cfg.sni.clone(),
-        verify: !cfg.insecure_skip_verify,
-        http2: cfg.http2,
+        sni,
+        verify,
+        http2,
         ca: ca.map(|c| {
             c.iter()
                 .map(|d| WrappedX509::new(d.as_ref().to_vec(), parse_x509))
@@ -261,29 +257,41 @@ pub fn upstream_tls(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::PoolConfig;
 
+    /// A pool with the configuration's default timeouts, retries and passive health.
     fn pool(algorithm: &str, backends: &[(&str, u32, Option<&str>)], region: Option<&str>) -> Pool {
-        let list: Vec<String> = backends
-            .iter()
-            .map(|(a, w, r)| match r {
-                Some(r) => format!("{{ address = \"{a}\", weight = {w}, region = \"{r}\" }}"),
-                None => format!("{{ address = \"{a}\", weight = {w} }}"),
-            })
-            .collect();
-        let text = format!(
-            "name = \"p\"\nload_balancing = \"{algorithm}\"\nbackends = [{}]\n",
-            list.join(", ")
-        );
-        let cfg: PoolConfig = toml::from_str(&text).expect("pool config");
+        let algorithm: LoadBalancing = toml::Value::String(algorithm.to_string())
+            .try_into()
+            .expect("algorithm");
+        let settings = PoolSettings {
+            name: "p".to_string(),
+            algorithm,
+            host_header: HostHeader::Preserve,
+            host_name: None,
+            connect_timeout: Duration::from_millis(2_000),
+            read_timeout: Duration::from_millis(30_000),
+            idle_timeout: Duration::from_millis(60_000),
+            total_timeout: None,
+            retry: RetryPolicy {
+                max_tries: 3,
+                on_timeout: true,
+                on_status: vec![502, 503, 504],
+                budget: retry::RetryBudget::new(20),
+            },
+            passive: Passive {
+                threshold: 3,
+                cooldown: Duration::from_secs(10),
+                failure_status: vec![502, 503, 504],
+            },
+            when_all_down: AllDown::FailClosed,
+        };
         let parts = PoolParts {
-            backends: cfg
-                .backends
+            backends: backends
                 .iter()
-                .map(|b| Backend {
-                    addr: b.address.parse().expect("addr"),
-                    weight: b.weight,
-                    region: b.region.clone(),
+                .map(|(a, w, r)| Backend {
+                    addr: a.parse().expect("addr"),
+                    weight: *w,
+                    region: r.map(str::to_string),
                     host: None,
                     health: Arc::default(),
                 })
@@ -292,7 +300,7 @@ mod tests {
             probe: None,
             hash_key: HashKey::ClientIp,
         };
-        Pool::new(&cfg, parts, region)
+        Pool::new(settings, parts, region)
     }
 
     #[test]

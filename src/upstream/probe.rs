@@ -1,11 +1,9 @@
 //! Active health probes: a background task that checks every backend of every
 //! pool that has a `health_check`, on the pool's interval, with HTTP or TCP.
-//! It reads the current plan on every round, so reloads are picked up.
+//! It asks its [`PoolSource`] for the pools on every round, so reloads are picked up.
 
 use super::health::Transition;
 use super::Pool;
-use crate::plan::RuntimePlan;
-use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
@@ -102,22 +100,28 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
     }
 }
 
-/// The background service that runs probes for the current plan.
-pub struct ProbeService {
-    pub plan: Arc<ArcSwap<RuntimePlan>>,
+/// Where the probe service finds the pools to probe. The edge hands it the live plan's pools
+/// (`server.rs`); probes receive what they probe and know nothing of the plan.
+pub trait PoolSource: Send + Sync + 'static {
+    /// Calls `f` with each pool to probe now (asked on every tick, so a reload's pools are
+    /// probed from then on).
+    fn for_each_pool(&self, f: &mut dyn FnMut(&Arc<Pool>));
+}
+
+/// The background service that runs probes for the pools its source names.
+pub struct ProbeService<S> {
+    pub pools: S,
 }
 
 /// How often the service looks for due probes.
 const TICK: Duration = Duration::from_millis(50);
 
 #[async_trait]
-impl BackgroundService for ProbeService {
+impl<S: PoolSource> BackgroundService for ProbeService<S> {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         loop {
-            let plan = self.plan.load_full();
-            for pool in &plan.pools {
-                start_round_if_due(pool);
-            }
+            self.pools
+                .for_each_pool(&mut |pool| start_round_if_due(pool));
             tokio::select! {
                 _ = tokio::time::sleep(TICK) => {}
                 _ = shutdown.changed() => return,

@@ -3,7 +3,7 @@
 //! request are skipped, and so are those `usable` rejects (unhealthy, ejected).
 
 use super::schedule::smooth_weighted;
-use crate::config::LoadBalancing;
+use super::LoadBalancing;
 use pingora_ketama::{Bucket, Continuum};
 use std::collections::HashMap;
 use std::net::SocketAddr;
