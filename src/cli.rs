@@ -40,6 +40,11 @@ pub enum Command {
         #[command(subcommand)]
         command: GeoipCommand,
     },
+    /// API contracts: check an OpenAPI document as the edge reads it, or draft one from logs.
+    Openapi {
+        #[command(subcommand)]
+        command: OpenapiCommand,
+    },
     /// Run the WAF offline over labelled requests (go-ftw YAML, raw HTTP files,
     /// JSONL) and report attacks caught and benign requests allowed.
     Replay {
@@ -57,6 +62,33 @@ pub enum Command {
         /// The admin address, instead of reading it from the configuration.
         #[arg(long)]
         admin: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OpenapiCommand {
+    /// Read and compile a document (and the files its `$ref`s name) as `[[sites.openapi]]`
+    /// would; list its operations and what the edge does not enforce; errors name file, line
+    /// and JSON pointer.
+    Check {
+        document: PathBuf,
+        /// The path the API is served under at the edge (default: the first `servers` URL's).
+        #[arg(long)]
+        base_path: Option<String>,
+    },
+    /// Draft an OpenAPI 3.1 document from the edge's access logs (JSON lines; `-` reads
+    /// standard input): paths templated where segments are numbers, UUIDs or hex ids, methods,
+    /// query parameters with their types. A draft to review, not to enforce unread.
+    Learn {
+        /// Access log files.
+        #[arg(long = "from", required = true, num_args = 1..)]
+        from: Vec<PathBuf>,
+        /// Learn only requests to this Host.
+        #[arg(long)]
+        host: Option<String>,
+        /// Write the YAML here instead of standard output.
+        #[arg(short, long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -120,6 +152,20 @@ fn replay(config_path: Option<&Path>, mut args: crate::replay::ReplayArgs) -> Ex
     }
 }
 
+fn openapi(command: OpenapiCommand) -> ExitCode {
+    use crate::openapi::cli::{check_cmd, learn_cmd};
+    let result = match command {
+        OpenapiCommand::Check {
+            document,
+            base_path,
+        } => check_cmd(&document, base_path),
+        OpenapiCommand::Learn { from, host, out } => {
+            learn_cmd(&from, host.as_deref(), out.as_deref())
+        }
+    };
+    print_outcome(result)
+}
+
 fn geoip(command: GeoipCommand) -> ExitCode {
     let result = match command {
         GeoipCommand::Build { csv, out, layout } => crate::geo::cli::build_cmd(&csv, &out, layout)
@@ -130,9 +176,16 @@ fn geoip(command: GeoipCommand) -> ExitCode {
             field,
         } => crate::geo::cli::lookup_cmd(&database, &ip, field),
     };
+    print_outcome(result)
+}
+
+/// Prints a tool's report (or its error) and turns it into the exit status.
+fn print_outcome(result: anyhow::Result<String>) -> ExitCode {
     match result {
         Ok(text) => {
-            println!("{text}");
+            if !text.is_empty() {
+                println!("{}", text.trim_end());
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -149,6 +202,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Demo => demo(),
         Command::Reload { config, admin } => reload(&config, admin.as_deref()),
         Command::Geoip { command } => geoip(command),
+        Command::Openapi { command } => openapi(command),
         Command::Replay { config, args } => replay(config.as_deref(), args),
     }
 }

@@ -23,6 +23,11 @@ pub struct Contract {
     pub not_found_status: u16,
     pub expose_violations: bool,
     pub operations: Vec<Operation>,
+    /// What the document says that the edge reads but does not enforce (a parameter described
+    /// by `content`, a `deepObject` style, a schema for an XML body): `portcullis check` and
+    /// `portcullis openapi check` print them, so an operator knows where the contract is looser
+    /// than the document.
+    pub notes: Vec<DocError>,
 }
 
 impl std::fmt::Debug for Contract {
@@ -133,6 +138,7 @@ pub fn compile(cfg: &OpenApiConfig, base_dir: &Path) -> Result<Contract, Vec<Doc
 pub struct Compiler<'d> {
     docs: &'d DocumentSet,
     errors: Vec<DocError>,
+    notes: Vec<DocError>,
 }
 
 impl<'d> Compiler<'d> {
@@ -140,16 +146,30 @@ impl<'d> Compiler<'d> {
         Compiler {
             docs,
             errors: Vec::new(),
+            notes: Vec::new(),
         }
     }
 
-    fn error(&mut self, pointer: &str, message: impl Into<String>) {
-        self.errors.push(DocError {
+    fn at(&self, pointer: &str, message: impl Into<String>) -> DocError {
+        DocError {
             file: self.docs.root_path.clone(),
             line: self.docs.line_of(pointer),
             pointer: pointer.to_string(),
             message: message.into(),
-        });
+        }
+    }
+
+    fn error(&mut self, pointer: &str, message: impl Into<String>) {
+        let e = self.at(pointer, message);
+        self.errors.push(e);
+    }
+
+    /// Something the edge will not enforce; reported once per place.
+    fn note(&mut self, pointer: &str, message: impl Into<String>) {
+        let n = self.at(pointer, message);
+        if !self.notes.contains(&n) {
+            self.notes.push(n);
+        }
     }
 
     fn contract(mut self, cfg: &OpenApiConfig) -> Result<Contract, Vec<DocError>> {
@@ -231,6 +251,7 @@ impl<'d> Compiler<'d> {
             not_found_status: cfg.not_found_status,
             expose_violations: cfg.expose_violations,
             operations,
+            notes: self.notes,
         })
     }
 
@@ -306,7 +327,11 @@ impl<'d> Compiler<'d> {
             Some("header") => In::Header,
             Some("cookie") => In::Cookie,
             other => {
-                self.error(ptr, format!("parameter with `in` {other:?}"));
+                let found = other.map_or("nothing".to_string(), |o| format!("{o:?}"));
+                self.error(
+                    ptr,
+                    format!("parameter `in` is {found}, not path, query, header or cookie"),
+                );
                 return None;
             }
         };
@@ -314,15 +339,29 @@ impl<'d> Compiler<'d> {
             self.error(ptr, "parameter without a name");
             return None;
         };
-        let schema_ptr = pointer_of(uri, ptr, p, "schema");
         let (shape, validator) = match p.get("schema") {
-            Some(schema) => (self.shape(schema, uri, 0), self.validator(&schema_ptr)),
-            None => (Shape::String, None),
+            Some(schema) => match self.schema_uri(p, uri, ptr) {
+                Some(schema_uri) => (self.shape(schema, uri, 0), self.validator(&schema_uri)),
+                None => (Shape::String, None),
+            },
+            None => {
+                if p.get("content").is_some() {
+                    self.note(
+                        ptr,
+                        "a parameter described by `content` is checked for presence only",
+                    );
+                }
+                (Shape::String, None)
+            }
         };
-        let style_form = p
-            .get("style")
-            .and_then(Value::as_str)
-            .is_none_or(|s| s == "form");
+        let style = p.get("style").and_then(Value::as_str);
+        if let Some(other) = style.filter(|s| !matches!(*s, "form" | "simple")) {
+            self.note(
+                &format!("{ptr}/style"),
+                format!("style {other:?} is not read: the value is validated as one string"),
+            );
+        }
+        let style_form = style.is_none_or(|s| s == "form");
         let explode = p
             .get("explode")
             .and_then(Value::as_bool)
@@ -345,12 +384,21 @@ impl<'d> Compiler<'d> {
         if let Some(content) = b.get("content").and_then(Value::as_object) {
             for (range, m) in content {
                 let m_ptr = format!("{ptr}/content/{}", escape(range));
-                let schema_ptr = pointer_of(&b_uri, &m_ptr, m, "schema");
-                let validator = m.get("schema").and_then(|_| self.validator(&schema_ptr));
-                let fields = m
+                let schema_uri = m
                     .get("schema")
-                    .map(|s| self.fields(s, &b_uri))
-                    .unwrap_or_default();
+                    .and_then(|_| self.schema_uri(m, &b_uri, &m_ptr));
+                let validator = schema_uri.and_then(|u| self.validator(&u));
+                if validator.is_some() && !body_is_read(range) {
+                    self.note(
+                        &m_ptr,
+                        "bodies of this media type are checked for presence and media type; \
+                         the edge does not read them against the schema",
+                    );
+                }
+                let fields = match (&validator, m.get("schema")) {
+                    (Some(_), Some(schema)) => self.fields(schema, &b_uri),
+                    _ => Vec::new(),
+                };
                 media.push(Media {
                     range: range.to_ascii_lowercase(),
                     validator,
@@ -400,6 +448,26 @@ impl<'d> Compiler<'d> {
             }
             _ => Shape::String,
         }
+    }
+
+    /// The absolute `uri#pointer` of the `schema` member of `holder` (at `ptr` in `uri`), or of
+    /// the `$ref` target it holds; None (and an error at the `$ref`, with its line) when that
+    /// target does not exist.
+    fn schema_uri(&mut self, holder: &Value, uri: &str, ptr: &str) -> Option<String> {
+        let reference = holder
+            .get("schema")
+            .and_then(|s| s.get("$ref"))
+            .and_then(Value::as_str);
+        if let Some(r) = reference {
+            if self.docs.resolve(uri, r).is_none() {
+                self.error(
+                    &format!("{ptr}/schema/$ref"),
+                    format!("$ref {r:?} points at nothing"),
+                );
+                return None;
+            }
+        }
+        Some(pointer_of(uri, ptr, holder, "schema"))
     }
 
     /// A validator for the schema at an absolute `uri#pointer`; its `$ref`s resolve in the
@@ -513,6 +581,15 @@ fn uri_fragment(pointer: &str) -> String {
         }
     }
     out
+}
+
+/// Whether the validator reads bodies of this media range (JSON and forms; `validate::read_body`).
+fn body_is_read(range: &str) -> bool {
+    let range = range.to_ascii_lowercase();
+    range == "application/json"
+        || range.ends_with("+json")
+        || range == "application/x-www-form-urlencoded"
+        || range == "multipart/form-data"
 }
 
 fn escape(key: &str) -> String {

@@ -12,8 +12,12 @@
 //! * [`validate`] checks a request against it, head first (path, method, parameters,
 //!   credentials), then the body; the result is a list of [`Violation`]s.
 //! * [`problem`] writes the RFC 9457 `application/problem+json` answer.
+//! * [`learn`] drafts a document from access logs, for APIs that have none yet; [`cli`] holds
+//!   `portcullis openapi check` and `learn`.
 
+pub mod cli;
 pub mod compile;
+pub mod learn;
 pub mod load;
 pub mod problem;
 pub mod router;

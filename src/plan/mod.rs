@@ -536,7 +536,12 @@ fn compile_contracts(
                 .index(j)
                 .key("document");
             match crate::openapi::compile::compile(oc, base_dir) {
-                Ok(contract) => site.contracts.push(Arc::new(contract)),
+                Ok(contract) => {
+                    for note in &contract.notes {
+                        d.warning(&key, format!("not enforced: {note}"));
+                    }
+                    site.contracts.push(Arc::new(contract))
+                }
                 Err(errors) => {
                     for e in errors {
                         d.error(&key, e.to_string());
