@@ -152,8 +152,8 @@ fn cases() -> Vec<Case> {
             vec![],
             None,
             "",
-            400,
-            Some("/header/authorization"),
+            401,
+            Some("/header/ocp-apim-subscription-key"),
         ),
         (
             "POST",

@@ -203,3 +203,54 @@ async fn a_broken_document_on_reload_keeps_the_running_contract() {
     assert_eq!(status("/api/users/7").await, 200);
     assert_eq!(status("/api/items/x").await, 400);
 }
+
+/// A document whose enum admits a value the signature rules would block: the enum is the API's
+/// own literal, so once the contract validated it the WAF does not scan it; a free-text
+/// parameter beside it is scanned still, and `waf_skips_typed_values = false` scans both.
+const TYPED: &str = "openapi: 3.1.0
+info: {title: t, version: '1'}
+paths:
+  /report:
+    get:
+      parameters:
+        - {name: view, in: query, schema: {enum: ['summary', '<script>alert(1)</script>']}}
+        - {name: q, in: query, schema: {type: string, maxLength: 100}}
+      responses: {'200': {description: OK}}
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_the_contract_proved_inert_are_not_scanned_by_the_waf() {
+    let b = backends("p", 1).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let document = dir.path().join("api.yaml");
+    std::fs::write(&document, TYPED).expect("write");
+    let port = free_port();
+    let cfg = reload_config(port, &document).replace("BACKEND", &b[0].addr.to_string());
+    let edge = EdgeProcess::start(&cfg, &[port]);
+    let status = |path: &'static str| async move {
+        http_get(port, "x", path, &[]).await.expect("answer").status
+    };
+    let listed = "/api/report?view=%3Cscript%3Ealert(1)%3C%2Fscript%3E";
+    let free_text = "/api/report?view=summary&q=%3Cscript%3Ealert(1)%3C%2Fscript%3E";
+    assert_eq!(status(listed).await, 200, "an enum literal is not scanned");
+    assert_eq!(status(free_text).await, 403, "free text is scanned");
+    assert_eq!(
+        status("/api/report?view=%3Cscript%3Ealert(2)%3C%2Fscript%3E").await,
+        400,
+        "a value outside the enum never reaches the WAF's judgement"
+    );
+
+    // Turned off: both are scanned.
+    let off = cfg.replace(
+        "base_path = \"/api\"",
+        "base_path = \"/api\"\nwaf_skips_typed_values = false",
+    );
+    std::fs::write(&edge.config_path, off).expect("write");
+    assert!(Command::new("kill")
+        .args(["-HUP", &edge.pid().to_string()])
+        .status()
+        .expect("kill")
+        .success());
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(status(listed).await, 403);
+}

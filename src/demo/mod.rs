@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 /// The embedded demo configuration template.
 pub const DEMO_TOML: &str = include_str!("demo.toml");
 
+/// The demo API's OpenAPI document, enforced under `/api`.
+pub const DEMO_OPENAPI: &str = include_str!("openapi.yaml");
+
 /// The project's test country map; the demo builds its database from it.
 pub const TEST_COUNTRIES_CSV: &str = include_str!("../../geoip/test-countries.csv");
 
@@ -31,6 +34,7 @@ pub fn write_demo_pki(dir: &Path) -> anyhow::Result<PathBuf> {
     let mmdb = crate::geo::build_mmdb(TEST_COUNTRIES_CSV, crate::geo::MmdbLayout::GeoIp2)
         .map_err(anyhow::Error::msg)?;
     std::fs::write(dir.join("countries.mmdb"), mmdb)?;
+    std::fs::write(dir.join("openapi.yaml"), DEMO_OPENAPI)?;
     Ok(ca_path)
 }
 
@@ -110,7 +114,44 @@ pub fn print_welcome(ca_path: &Path) {
          \n  curl -s http://127.0.0.1:9900/status\
          \n  curl -k --interface 127.0.0.66 https://127.0.0.1:8443/   # 127.0.0.66 maps to KP: blocked by country (403)\
          \n  curl -k \"https://127.0.0.1:8443/search?q=1%27%20OR%20%271%27%3D%271\"   # SQL injection: blocked by the WAF (403)\
+         \n  curl -k https://127.0.0.1:8443/api/items/42   # the demo API: allowed by its OpenAPI contract\
+         \n  curl -k https://127.0.0.1:8443/api/items/abc  # not an integer id: 400, application/problem+json\
+         \n  curl -k -H 'content-type: application/json' -d '{{\"name\":\"saw\",\"price\":-1}}' https://127.0.0.1:8443/api/items   # 400: the price is below its minimum\
          \n  curl -k -H 'X-Portcullis-Trace: demo-trace' -sI \"https://127.0.0.1:8443/?q=%3Cscript%3E\"   # see each stage's decision\
          \n\nPress Ctrl-C to stop."
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::openapi::validate::Head;
+
+    /// The embedded demo compiles, and its API contract refuses what its document forbids.
+    #[test]
+    fn the_demo_compiles_with_its_api_contract() {
+        let dir = tempfile::tempdir().expect("dir");
+        write_demo_pki(dir.path()).expect("demo files");
+        let a: SocketAddr = ([127, 0, 0, 1], 9).into();
+        let b: SocketAddr = ([127, 0, 0, 1], 10).into();
+        let plan = demo_plan(dir.path(), a, b).expect("demo plan");
+        let contract = &plan.sites[0].contracts[0];
+        assert_eq!(contract.base_path, "/api");
+        let status = |method: &str, target: &str| {
+            let (path, query) = target.split_once('?').unwrap_or((target, ""));
+            contract
+                .check_head(&Head {
+                    method,
+                    path,
+                    query: (!query.is_empty()).then_some(query),
+                    headers: Vec::new(),
+                })
+                .status(contract)
+        };
+        assert_eq!(status("GET", "/api/items/42"), None);
+        assert_eq!(status("GET", "/api/items?limit=5&tag=tools"), None);
+        assert_eq!(status("GET", "/api/items/abc"), Some(400));
+        assert_eq!(status("DELETE", "/api/items/42"), Some(401));
+        assert_eq!(status("GET", "/api/users"), Some(404));
+    }
 }

@@ -19,6 +19,7 @@ pub fn check_cmd(document: &Path, base_path: Option<String>) -> anyhow::Result<S
         undeclared: Default::default(),
         not_found_status: 404,
         expose_violations: false,
+        waf_skips_typed_values: None,
     };
     let here = std::env::current_dir().unwrap_or_default();
     let contract = compile(&cfg, &here).map_err(|errors| {

@@ -22,6 +22,8 @@ pub struct Contract {
     pub undeclared: UndeclaredConfig,
     pub not_found_status: u16,
     pub expose_violations: bool,
+    /// The WAF skips query values this contract proved inert (`waf_skips_typed_values`).
+    pub waf_skips_typed_values: bool,
     pub operations: Vec<Operation>,
     /// What the document says that the edge reads but does not enforce (a parameter described
     /// by `content`, a `deepObject` style, a schema for an XML body): `portcullis check` and
@@ -83,6 +85,10 @@ pub struct Param {
     /// `form` arrays: `explode` (repeated `?a=1&a=2`) or comma separated (`?a=1,2`).
     pub explode: bool,
     pub validator: Option<jsonschema::Validator>,
+    /// Every value the schema admits is inert text: a number, a boolean, a UUID, a date, one of
+    /// an enum's literals (or an array of those). A value that validated needs no signature
+    /// scan (`closed_schema`).
+    pub closed: bool,
 }
 
 /// How a parameter's text becomes the JSON value its schema validates.
@@ -250,6 +256,7 @@ impl<'d> Compiler<'d> {
             undeclared: cfg.undeclared,
             not_found_status: cfg.not_found_status,
             expose_violations: cfg.expose_violations,
+            waf_skips_typed_values: cfg.skips_typed_values(),
             operations,
             notes: self.notes,
         })
@@ -339,9 +346,13 @@ impl<'d> Compiler<'d> {
             self.error(ptr, "parameter without a name");
             return None;
         };
+        let mut closed = false;
         let (shape, validator) = match p.get("schema") {
             Some(schema) => match self.schema_uri(p, uri, ptr) {
-                Some(schema_uri) => (self.shape(schema, uri, 0), self.validator(&schema_uri)),
+                Some(schema_uri) => {
+                    closed = self.closed_schema(schema, uri, 0);
+                    (self.shape(schema, uri, 0), self.validator(&schema_uri))
+                }
                 None => (Shape::String, None),
             },
             None => {
@@ -373,6 +384,7 @@ impl<'d> Compiler<'d> {
                 || p.get("required").and_then(Value::as_bool) == Some(true),
             shape,
             explode,
+            closed: closed && validator.is_some(),
             validator,
         })
     }
@@ -422,6 +434,53 @@ impl<'d> Compiler<'d> {
             .iter()
             .map(|(k, v)| (k.clone(), self.shape(v, &s_uri, 0)))
             .collect()
+    }
+
+    /// Whether every value `schema` admits is inert: its type is integer, number or boolean; or
+    /// it is a string whose format the validator checks and whose syntax has no room for
+    /// markup or code (uuid, date, date-time, time, ipv4, ipv6); or it lists its values (`enum`,
+    /// `const`: the document's own literals); or an array of such. Compositions (`allOf`, ...)
+    /// and patterns are not judged: they stay open, and scanned.
+    fn closed_schema(&mut self, schema: &Value, uri: &str, depth: u8) -> bool {
+        let (schema, s_uri, _) = self.deref(schema, uri, "");
+        let Some(map) = schema.as_object() else {
+            return false;
+        };
+        if ["allOf", "anyOf", "oneOf", "not", "if"]
+            .iter()
+            .any(|k| map.contains_key(*k))
+        {
+            return false;
+        }
+        let scalars = |v: &Value| {
+            v.as_array()
+                .is_some_and(|a| a.iter().all(|x| !x.is_object() && !x.is_array()))
+        };
+        if map.get("enum").is_some_and(scalars) {
+            return true;
+        }
+        if map
+            .get("const")
+            .is_some_and(|c| !c.is_object() && !c.is_array())
+        {
+            return true;
+        }
+        let types: Vec<&str> = match map.get("type") {
+            Some(Value::String(t)) => vec![t.as_str()],
+            Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+            _ => return false,
+        };
+        types.iter().all(|t| match *t {
+            "integer" | "number" | "boolean" | "null" => true,
+            "string" => map.get("format").and_then(Value::as_str).is_some_and(|f| {
+                matches!(f, "uuid" | "date" | "date-time" | "time" | "ipv4" | "ipv6")
+            }),
+            "array" if depth < 2 => {
+                let items = map.get("items").cloned().unwrap_or(Value::Null);
+                self.closed_schema(&items, &s_uri, depth + 1)
+            }
+            _ => false,
+        })
     }
 
     /// The JSON type a parameter's text is read as.

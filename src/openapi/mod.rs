@@ -53,6 +53,19 @@ pub struct OpenApiConfig {
     /// default: a precise answer also teaches an attacker the schema.
     #[serde(default)]
     pub expose_violations: bool,
+    /// Query values that passed the contract against a closed type (integer, number, boolean,
+    /// UUID, date, enum) are not scanned by the WAF's argument rules. Default: on in prevention,
+    /// off otherwise.
+    #[serde(default)]
+    pub waf_skips_typed_values: Option<bool>,
+}
+
+impl OpenApiConfig {
+    /// Whether the WAF skips values the contract proved inert (`waf_skips_typed_values`).
+    pub fn skips_typed_values(&self) -> bool {
+        self.waf_skips_typed_values
+            .unwrap_or(self.mode == ContractMode::Prevention)
+    }
 }
 
 fn default_not_found() -> u16 {

@@ -15,6 +15,7 @@ fn contract(file: &str) -> Contract {
         undeclared: UndeclaredConfig::default(),
         not_found_status: 404,
         expose_violations: true,
+        waf_skips_typed_values: None,
     };
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openapi");
     compile(&cfg, &dir).unwrap_or_else(|e| panic!("{file}: {e:?}"))
@@ -115,8 +116,10 @@ fn credentials_are_required_where_the_document_says() {
     let target = "/orders-api/orders/3f2c7e1a-1b2c-4d5e-8f90-123456789abc";
     assert_eq!(
         kinds(&c.check_head(&head("DELETE", target, vec![]))),
-        vec![("security", "/header/authorization".into())]
+        vec![("security", "/header/ocp-apim-subscription-key".into())]
     );
+    let refused = c.check_head(&head("DELETE", target, vec![]));
+    assert_eq!(refused.status(&c), Some(401));
     let with_key = vec![("Ocp-Apim-Subscription-Key", "k-123")];
     assert!(kinds(&c.check_head(&head("DELETE", target, with_key))).is_empty());
 }
@@ -213,7 +216,7 @@ fn openapi_31_documents_with_defs_nulls_and_composition() {
     let basic = vec![("Authorization", "Basic dXNlcjpw")];
     assert_eq!(
         c.check_head(&head("POST", "/pets", basic)).status(&c),
-        Some(400)
+        Some(401)
     );
     assert_eq!(
         kinds(&c.check_head(&head("GET", "/pets/0", vec![]))),
@@ -237,6 +240,7 @@ fn broken_documents_name_file_line_and_pointer() {
         undeclared: UndeclaredConfig::default(),
         not_found_status: 404,
         expose_violations: false,
+        waf_skips_typed_values: None,
     };
     let errs = compile(&cfg, dir.path()).unwrap_err();
     let text = errs[0].to_string();
@@ -254,4 +258,32 @@ fn broken_documents_name_file_line_and_pointer() {
     assert!(compile(&cfg, dir.path()).unwrap_err()[0]
         .to_string()
         .contains("leaves the document's directory"));
+}
+
+#[test]
+fn closed_parameters_are_known_and_a_repeated_single_value_is_refused() {
+    let c = contract("orders-apim.yaml");
+    let o = c.check_head(&head("GET", "/orders-api/orders?limit=5", vec![]));
+    let op = o.operation.expect("listOrders");
+    let mut closed: Vec<&str> = c.closed_query_params(op).collect();
+    closed.sort_unstable();
+    // `limit` is an integer, `status` an enum; `tags` has a pattern and stays scanned.
+    assert_eq!(closed, vec!["limit", "status"]);
+    assert_eq!(
+        kinds(&c.check_head(&head(
+            "GET",
+            "/orders-api/orders?limit=5&limit=%3Cscript%3E",
+            vec![]
+        ))),
+        vec![("parameter", "/query/limit".into())]
+    );
+    // A comma-separated array given twice: every copy is read.
+    assert_eq!(
+        kinds(&c.check_head(&head(
+            "GET",
+            "/orders-api/orders?tags=a,b&tags=c,NOT-OK",
+            vec![]
+        ))),
+        vec![("parameter", "/query/tags/3".into())]
+    );
 }

@@ -50,6 +50,7 @@ impl Outcome {
             "unknown_path" => contract.not_found_status,
             "method" => 405,
             "media_type" => 415,
+            "security" => 401,
             _ => 400,
         })
     }
@@ -200,9 +201,25 @@ impl Contract {
                     let parts: Vec<String> = if p.explode {
                         values
                     } else {
-                        values[0].split(',').map(str::to_string).collect()
+                        values
+                            .iter()
+                            .flat_map(|v| v.split(','))
+                            .map(str::to_string)
+                            .collect()
                     };
                     Value::Array(parts.iter().map(|v| coerce(v, items)).collect())
+                }
+                // One value where the schema takes one: a second copy is what a backend that
+                // reads the last one would see unvalidated (parameter pollution).
+                _ if values.len() > 1 => {
+                    out.push(Violation {
+                        kind: "parameter",
+                        pointer,
+                        keyword: "type".into(),
+                        reason: "given more than once where the schema takes one value".into(),
+                        blocks: true,
+                    });
+                    continue;
                 }
                 shape => coerce(&values[0], shape),
             };
@@ -272,6 +289,17 @@ impl Contract {
                 }
             }
         }
+    }
+
+    /// The query parameters of an operation whose schemas are closed (`Param::closed`): once a
+    /// request passed the contract without a violation, their values need no signature scan.
+    pub fn closed_query_params(&self, op_idx: usize) -> impl Iterator<Item = &str> {
+        self.operations
+            .get(op_idx)
+            .into_iter()
+            .flat_map(|op| op.params.iter())
+            .filter(|p| p.location == In::Query && p.closed)
+            .map(|p| p.name.as_str())
     }
 
     /// Checks a body against the operation's request body: presence, media type, schema.
@@ -556,9 +584,17 @@ fn check_security(
         }),
     };
     if !op.security.iter().any(|alt| alt.iter().all(present)) {
+        // Named after the first credential missing from the first alternative.
+        let missing = op.security[0].iter().find(|c| !present(c));
+        let pointer = match missing {
+            Some(Credential::Header(n)) => format!("/header/{}", n.to_ascii_lowercase()),
+            Some(Credential::Query(n)) => format!("/query/{n}"),
+            Some(Credential::Cookie(n)) => format!("/cookie/{n}"),
+            Some(Credential::Authorization(_)) | None => "/header/authorization".into(),
+        };
         out.push(Violation {
             kind: "security",
-            pointer: "/header/authorization".into(),
+            pointer,
             keyword: "security".into(),
             reason: "the credentials the operation requires are missing".into(),
             blocks: true,

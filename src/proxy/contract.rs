@@ -11,6 +11,7 @@ use pingora::Result;
 use std::sync::Arc;
 
 use super::{Edge, RequestCtx};
+use crate::openapi::compile::Credential;
 use crate::openapi::validate::Head;
 use crate::openapi::{problem, Contract, ContractMode, Violation};
 
@@ -23,6 +24,9 @@ pub struct ContractState {
     pub violations: Vec<Violation>,
     /// The body is streamed: checked when complete.
     pub body_pending: bool,
+    /// Query parameters whose values the contract proved inert: the WAF does not scan them
+    /// (`HttpRequest::typed_args`). Empty unless the head passed without any violation.
+    pub typed_args: Vec<String>,
 }
 
 impl ContractState {
@@ -36,6 +40,15 @@ impl ContractState {
                 format!("{} {} {}{logged}", v.kind, v.pointer, v.keyword)
             })
             .collect()
+    }
+
+    /// The `Authorization` scheme the operation's credentials name, if any (`Bearer`).
+    fn authorization_scheme(&self) -> Option<&str> {
+        let op = self.contract.operations.get(self.operation_idx?)?;
+        op.security.iter().flatten().find_map(|c| match c {
+            Credential::Authorization(scheme) => Some(scheme.as_str()),
+            _ => None,
+        })
     }
 
     fn blocks(&self) -> bool {
@@ -82,9 +95,18 @@ impl Edge {
                 .map(|i| contract.operations[i].id.clone())
                 .unwrap_or_default(),
             operation_idx: outcome.operation,
+            typed_args: Vec::new(),
             violations: outcome.violations,
             body_pending: false,
         };
+        if let (Some(op), true) = (state.operation_idx, contract.waf_skips_typed_values) {
+            if state.violations.is_empty() {
+                state.typed_args = contract
+                    .closed_query_params(op)
+                    .map(str::to_string)
+                    .collect();
+            }
+        }
         let has_body = ctx.body.is_some() || !session.as_downstream_mut().is_body_empty();
         if let Some(op) = state.operation_idx.filter(|_| !state.blocks()) {
             match &ctx.body {
@@ -145,6 +167,7 @@ impl Edge {
             operation_idx: state.operation_idx,
             violations: found,
             body_pending: false,
+            typed_args: Vec::new(),
         };
         self.count_violations(&site, &counted);
         let state = ctx.contract.as_ref()?;
@@ -214,6 +237,13 @@ pub(super) async fn write_problem(
     resp.insert_header("cache-control", "no-store")?;
     if status == 405 && !allow.is_empty() {
         resp.insert_header("allow", allow.join(", "))?;
+    }
+    if status == 401 {
+        // RFC 9110 asks a 401 to name a scheme: the operation's `Authorization` one, if any
+        // (an API key in a header has no registered scheme to name).
+        if let Some(scheme) = state.authorization_scheme() {
+            resp.insert_header("www-authenticate", scheme)?;
+        }
     }
     super::respond::send(session, resp, Bytes::from(body)).await
 }

@@ -8,13 +8,14 @@ use pingora::proxy::Session;
 use pingora::Result;
 use serde::Serialize;
 
-/// Evaluates a request head and (a prefix of) its body.
+/// Evaluates a request head and (a prefix of) its body. `typed_args`: query parameters the API
+/// contract proved inert (`contract::ContractState::typed_args`).
 pub fn evaluate(
     plan: &WafPlan,
     policy: &Policy,
     req: &RequestHeader,
-    body: &[u8],
-    truncated: bool,
+    (body, truncated): (&[u8], bool),
+    typed_args: &[&str],
 ) -> Verdict {
     if policy.mode == Mode::Off {
         return Verdict::default();
@@ -30,9 +31,18 @@ pub fn evaluate(
         http::Version::HTTP_10 => "HTTP/1.0",
         _ => "HTTP/1.1",
     };
-    let request =
-        HttpRequest::new(req.method.as_str(), uri, version, &headers).with_body(body, truncated);
+    let request = HttpRequest::new(req.method.as_str(), uri, version, &headers)
+        .with_body(body, truncated)
+        .with_typed_args(typed_args);
     plan.evaluate(&request, policy)
+}
+
+/// The query parameters the request's API contract proved inert, for the WAF to skip.
+fn typed_args(ctx: &super::RequestCtx) -> Vec<&str> {
+    ctx.contract
+        .as_ref()
+        .map(|c| c.typed_args.iter().map(String::as_str).collect())
+        .unwrap_or_default()
 }
 
 /// The action a verdict stands for, as logged and counted.
@@ -171,7 +181,14 @@ impl super::Edge {
             return Ok(true);
         }
         let body = ctx.body.as_ref().map_or(&[][..], |b| &b.data[..]);
-        let verdict = evaluate(&ctx.plan.waf, policy, session.req_header(), body, false);
+        let typed = typed_args(ctx);
+        let verdict = evaluate(
+            &ctx.plan.waf,
+            policy,
+            session.req_header(),
+            (body, false),
+            &typed,
+        );
         let decoded_over_limit = verdict.decoded_body_over_limit;
         if self.record_verdict(ctx, policy, verdict) {
             let trace = ctx.trace.as_ref().map(trace::Trace::render);
@@ -227,7 +244,14 @@ impl super::Edge {
             }
         }
         let inspected = &ctx.held[..ctx.held.len().min(policy.body_limit)];
-        let verdict = evaluate(&plan.waf, policy, session.req_header(), inspected, over);
+        let typed = typed_args(ctx);
+        let verdict = evaluate(
+            &plan.waf,
+            policy,
+            session.req_header(),
+            (inspected, over),
+            &typed,
+        );
         let decoded_over_limit = verdict.decoded_body_over_limit;
         // The prefix is judged first: an attack in it is a 403 naming its rule, whatever the
         // size; only a clean prefix of an oversized body gets the 413.

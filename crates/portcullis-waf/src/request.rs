@@ -22,6 +22,11 @@ pub struct HttpRequest<'a> {
     pub body: &'a [u8],
     /// True when the body was cut at the inspection limit.
     pub body_truncated: bool,
+    /// Query arguments whose every value the caller has already validated against a closed type
+    /// (an API contract's integer, boolean, UUID, date or enum): their values are not scanned,
+    /// their names still are. A value of such a type cannot hold an attack, and scanning it only
+    /// costs time and false positives. Empty unless set with [`HttpRequest::with_typed_args`].
+    pub typed_args: &'a [&'a str],
 }
 
 impl<'a> HttpRequest<'a> {
@@ -40,6 +45,7 @@ impl<'a> HttpRequest<'a> {
             headers,
             body: &[],
             body_truncated: false,
+            typed_args: &[],
         }
     }
 
@@ -53,6 +59,22 @@ impl<'a> HttpRequest<'a> {
             body_truncated: truncated,
             ..self
         }
+    }
+
+    /// The same request with query arguments whose values the caller validated against a closed
+    /// type, by name (exact, as decoded): see [`HttpRequest::typed_args`]. The caller vouches for
+    /// every value of each name; a name given twice where one value was validated must not be
+    /// listed.
+    pub const fn with_typed_args(self, names: &'a [&'a str]) -> HttpRequest<'a> {
+        HttpRequest {
+            typed_args: names,
+            ..self
+        }
+    }
+
+    /// Whether the query argument `name` was declared typed by the caller.
+    pub fn is_typed_arg(&self, name: &str) -> bool {
+        self.typed_args.contains(&name)
     }
 
     /// First header with this name (ASCII case-insensitive).
@@ -106,6 +128,7 @@ impl<'a> RequestView<'a> {
             headers: &self.headers,
             body: &self.owner.body,
             body_truncated: self.owner.body_truncated,
+            typed_args: &[],
         }
     }
 }

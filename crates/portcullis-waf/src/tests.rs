@@ -416,3 +416,35 @@ fn batch_parts_are_inspected_as_the_requests_they_carry() {
     let plain = batch("q=x", "{}").replace("multipart/mixed; boundary=b1", "text/plain");
     assert!(eval(&p, &policy, &plain).matches.is_empty());
 }
+
+#[test]
+fn typed_query_arguments_are_not_scanned_but_body_arguments_of_that_name_are() {
+    let p = default_plan().expect("default plan");
+    let policy = Policy::default();
+    let headers: [(&str, &[u8]); 2] = [
+        ("Host", b"x"),
+        ("Content-Type", b"application/x-www-form-urlencoded"),
+    ];
+    let uri = "/api?sort=%3Cscript%3Ealert(1)%3C%2Fscript%3E&q=x";
+    let untyped = HttpRequest::new("GET", uri, "HTTP/1.1", &headers[..1]);
+    assert!(p.evaluate(&untyped, &policy).blocked);
+    let typed_names = ["sort"];
+    let typed = untyped.with_typed_args(&typed_names);
+    let verdict = p.evaluate(&typed, &policy);
+    assert!(!verdict.blocked, "{:?}", verdict.matches);
+    // The same name in a body is not vouched for.
+    let body = b"sort=%3Cscript%3Ealert(1)%3C%2Fscript%3E";
+    let posted = HttpRequest::new("POST", "/api?sort=name", "HTTP/1.1", &headers)
+        .with_body(body, false)
+        .with_typed_args(&typed_names);
+    assert!(p.evaluate(&posted, &policy).blocked);
+    // Another argument is scanned still.
+    let other = HttpRequest::new(
+        "GET",
+        "/api?sort=name&q=%3Cscript%3E",
+        "HTTP/1.1",
+        &headers[..1],
+    )
+    .with_typed_args(&typed_names);
+    assert!(p.evaluate(&other, &policy).blocked);
+}

@@ -295,7 +295,8 @@ impl WafPlan {
             });
         }
         let (want_names, want_args) = (used(Coll::ArgsNames), used(Coll::Args));
-        for (n, v) in args() {
+        let query_len = inputs.query.len();
+        for (i, (n, v)) in args().enumerate() {
             if want_names && !n.is_empty() {
                 push(
                     &mut vars,
@@ -304,7 +305,10 @@ impl WafPlan {
                     Cow::Borrowed(n),
                 );
             }
-            if want_args {
+            // A query value the caller validated against a closed type (`typed_args`); the
+            // body's arguments of the same name are scanned still.
+            let typed = i < query_len && req.is_typed_arg(n);
+            if want_args && !typed {
                 push(&mut vars, Coll::Args, Cow::Borrowed(n), Cow::Borrowed(v));
                 push_base64_view(&mut vars, Coll::Args, n, v);
             }
