@@ -31,6 +31,11 @@ fn neutralise_config(c: &mut Config) {
             neutralise(&mut ca.ca);
         }
     }
+    for s in &mut c.sites {
+        for api in &mut s.openapi {
+            neutralise(&mut api.document);
+        }
+    }
     for p in &mut c.pools {
         if let Some(t) = p.tls.as_mut() {
             if let Some(ca) = t.ca.as_mut() {
