@@ -48,7 +48,8 @@ pub enum Command {
     /// Run the WAF offline over labelled requests (go-ftw YAML, raw HTTP files,
     /// JSONL) and report attacks caught and benign requests allowed.
     Replay {
-        /// Take the rule sets and the default WAF policy from this configuration.
+        /// Take the rule sets, the default WAF policy and the sites' API contracts (checked
+        /// before the WAF, on the paths they cover) from this configuration.
         #[arg(short, long)]
         config: Option<PathBuf>,
         #[command(flatten)]
@@ -115,6 +116,7 @@ pub enum GeoipCommand {
 }
 
 fn replay(config_path: Option<&Path>, mut args: crate::replay::ReplayArgs) -> ExitCode {
+    let mut contracts = Vec::new();
     let policy = match config_path {
         None => None,
         Some(path) => {
@@ -133,6 +135,21 @@ fn replay(config_path: Option<&Path>, mut args: crate::replay::ReplayArgs) -> Ex
                     .as_ref()
                     .map(|d| loaded.base_dir.join(d));
             }
+            // Every site's API contracts, in configuration order: a case goes through the first
+            // one whose base path covers it, as it would at the edge on that site.
+            for site in &loaded.config.sites {
+                for api in &site.openapi {
+                    match crate::openapi::compile::compile(api, &loaded.base_dir) {
+                        Ok(c) => contracts.push(std::sync::Arc::new(c)),
+                        Err(errors) => {
+                            for e in errors {
+                                eprintln!("{}: sites.openapi: {e}", path.display());
+                            }
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                }
+            }
             match crate::waf::Policy::from_config(&loaded.config.waf.policy) {
                 Ok(p) => Some(p),
                 Err(e) => {
@@ -142,7 +159,7 @@ fn replay(config_path: Option<&Path>, mut args: crate::replay::ReplayArgs) -> Ex
             }
         }
     };
-    match crate::replay::run_with_policy(args, policy) {
+    match crate::replay::run_with_contracts(args, policy, &contracts) {
         Ok(0) => ExitCode::SUCCESS,
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {

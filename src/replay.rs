@@ -548,6 +548,16 @@ fn print_timing(t: &Timing) {
 
 /// Run `portcullis replay`. `policy` comes from `-c CONFIG` when the CLI has one; flags override it.
 pub fn run_with_policy(args: ReplayArgs, policy: Option<Policy>) -> Result<i32> {
+    run_with_contracts(args, policy, &[])
+}
+
+/// [`run_with_policy`] with API contracts checked before the WAF (`portcullis replay -c` with a
+/// configuration whose sites name OpenAPI documents).
+pub fn run_with_contracts(
+    args: ReplayArgs,
+    policy: Option<Policy>,
+    contracts: &[std::sync::Arc<crate::openapi::Contract>],
+) -> Result<i32> {
     let plan = match &args.rulesets {
         Some(d) => WafPlan::load_dir(d),
         None => default_plan(),
@@ -582,7 +592,12 @@ pub fn run_with_policy(args: ReplayArgs, policy: Option<Policy>) -> Result<i32> 
                 .any(|p| c.category.starts_with(p.as_str()))
         });
     }
-    let mut report = replay_cases(&plan, &policy, &cases, args.explain);
+    let mut report = if contracts.is_empty() {
+        replay_cases(&plan, &policy, &cases, args.explain)
+    } else {
+        let gate = |req: &crate::waf::HttpRequest<'_>| crate::openapi::replay::gate(contracts, req);
+        crate::waf::replay::replay_cases_gated(&plan, &policy, &cases, args.explain, &gate)
+    };
     if let Some(passes) = args.timing {
         report.timing = Some(time_cases(&plan, &policy, &cases, passes));
     }

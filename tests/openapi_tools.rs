@@ -254,3 +254,73 @@ async fn values_the_contract_proved_inert_are_not_scanned_by_the_waf() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(status(listed).await, 403);
 }
+
+/// `portcullis replay -c` puts the sites' contracts in front of the WAF: a request the contract
+/// refuses counts as blocked even where no signature matches it, one it proved inert is not
+/// scanned, and a path no contract covers goes to the WAF alone.
+#[test]
+fn replay_honours_the_sites_contracts() {
+    let dir = tempfile::tempdir().expect("dir");
+    let document = dir.path().join("api.yaml");
+    std::fs::write(&document, TYPED).expect("write");
+    let cfg = dir.path().join("portcullis.toml");
+    std::fs::write(
+        &cfg,
+        reload_config(1, &document).replace("BACKEND", "127.0.0.1:9"),
+    )
+    .expect("write");
+    let raw = |target: &str| format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
+    let cases = [
+        // No signature matches `?view=full`; the contract refuses it (not in the enum).
+        ("attack", "not-in-enum", raw("/api/report?view=full")),
+        // The enum's own literal: passed by the contract, not scanned.
+        (
+            "benign",
+            "enum-literal",
+            raw("/api/report?view=%3Cscript%3Ealert(1)%3C%2Fscript%3E"),
+        ),
+        // Free text: the WAF.
+        (
+            "attack",
+            "free-text",
+            raw("/api/report?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E"),
+        ),
+        // Outside the API's base path: the WAF alone.
+        (
+            "attack",
+            "elsewhere",
+            raw("/other?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E"),
+        ),
+        ("benign", "elsewhere-benign", raw("/other?q=hello")),
+    ];
+    let corpus = dir.path().join("cases.jsonl");
+    let lines: Vec<String> = cases
+        .iter()
+        .map(|(label, id, raw)| {
+            serde_json::json!({ "id": id, "label": label, "category": id, "raw_text": raw })
+                .to_string()
+        })
+        .collect();
+    std::fs::write(&corpus, lines.join("\n")).expect("write");
+    let (ok, out, err) = portcullis(&[
+        "replay",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--json",
+        "--misses",
+        corpus.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).expect("json report");
+    assert_eq!(report["misses"].as_array().map(Vec::len), Some(0), "{out}");
+    let (ok, out, _) = portcullis(&["replay", "--json", "--misses", corpus.to_str().unwrap()]);
+    assert!(ok);
+    let without: serde_json::Value = serde_json::from_str(&out).expect("json report");
+    let missed: Vec<&str> = without["misses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert_eq!(missed, vec!["not-in-enum", "enum-literal"], "{out}");
+}

@@ -143,15 +143,37 @@ pub fn compile(cfg: &OpenApiConfig, base_dir: &Path) -> Result<Contract, Vec<Doc
 /// Compiles the operations of a loaded document set.
 pub struct Compiler<'d> {
     docs: &'d DocumentSet,
+    /// The documents indexed once for the JSON Schema compiler: every validator is built against
+    /// it, so a document with hundreds of schemas is not re-read for each (`validator`).
+    registry: Option<jsonschema::Registry<'d>>,
     errors: Vec<DocError>,
     notes: Vec<DocError>,
 }
 
 impl<'d> Compiler<'d> {
     pub fn new(docs: &'d DocumentSet) -> Self {
+        let mut errors = Vec::new();
+        let registry = jsonschema::Registry::new()
+            .draft(jsonschema::Draft::Draft202012)
+            .retriever(docs.retriever())
+            .extend(docs.documents())
+            .and_then(|builder| builder.prepare());
+        let registry = match registry {
+            Ok(r) => Some(r),
+            Err(e) => {
+                errors.push(DocError {
+                    file: docs.root_path.clone(),
+                    line: None,
+                    pointer: String::new(),
+                    message: format!("the schemas cannot be indexed: {e}"),
+                });
+                None
+            }
+        };
         Compiler {
             docs,
-            errors: Vec::new(),
+            registry,
+            errors,
             notes: Vec::new(),
         }
     }
@@ -533,10 +555,12 @@ impl<'d> Compiler<'d> {
     /// contract's documents only.
     fn validator(&mut self, schema_uri: &str) -> Option<jsonschema::Validator> {
         let formats_checked = ["int32", "int64"];
+        let registry = self.registry.as_ref()?;
         let mut opts = jsonschema::options()
             .with_draft(jsonschema::Draft::Draft202012)
             .should_validate_formats(true)
-            .with_retriever(self.docs.retriever());
+            .with_registry(registry)
+            .offline();
         for f in formats_checked {
             // Turned into bounds at load (`load::rewrite_integer_formats`): nothing left to check.
             opts = opts.with_format(f, |_: &str| true);

@@ -184,6 +184,11 @@ impl DocumentSet {
         line
     }
 
+    /// Every loaded document, by `file://` URI.
+    pub fn documents(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.docs.iter().map(|(uri, doc)| (uri.as_str(), doc))
+    }
+
     /// A retriever that serves the loaded documents to the JSON Schema compiler and nothing
     /// else: no file outside the set, no network.
     pub fn retriever(&self) -> SetRetriever {

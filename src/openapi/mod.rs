@@ -13,13 +13,15 @@
 //!   credentials), then the body; the result is a list of [`Violation`]s.
 //! * [`problem`] writes the RFC 9457 `application/problem+json` answer.
 //! * [`learn`] drafts a document from access logs, for APIs that have none yet; [`cli`] holds
-//!   `portcullis openapi check` and `learn`.
+//!   `portcullis openapi check` and `learn`; [`replay`] puts contracts in front of the WAF in
+//!   `portcullis replay`.
 
 pub mod cli;
 pub mod compile;
 pub mod learn;
 pub mod load;
 pub mod problem;
+pub mod replay;
 pub mod router;
 pub mod validate;
 

@@ -486,6 +486,11 @@ fn push_schema_errors(
     kind: &'static str,
     out: &mut Outcome,
 ) {
+    // The common case, a valid instance, takes the validator's fast path (no error objects,
+    // no annotations collected); only an invalid one is walked again for its errors.
+    if validator.is_valid(instance) {
+        return;
+    }
     for e in validator.iter_errors(instance).take(MAX_VIOLATIONS) {
         let keyword = e.kind().keyword().to_string();
         let mut pointer = format!("{base}{}", e.instance_path().as_str());

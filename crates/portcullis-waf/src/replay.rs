@@ -258,30 +258,69 @@ fn describe(v: &Verdict) -> Vec<String> {
         .collect()
 }
 
+/// What a check that runs before the WAF (an API contract) decided about a request.
+pub enum Gate {
+    /// Refused before the WAF ran, for this reason.
+    Refused(String),
+    /// Passed on to the WAF, with the query arguments the check proved inert
+    /// ([`HttpRequest::with_typed_args`](crate::HttpRequest::with_typed_args)).
+    Pass(Vec<String>),
+}
+
 /// Evaluates every case under `policy` and counts the outcomes by label and category;
 /// `keep_all` also keeps each case's result (for `--explain`).
 pub fn replay_cases(plan: &WafPlan, policy: &Policy, cases: &[Case], keep_all: bool) -> Report {
+    replay_cases_gated(plan, policy, cases, keep_all, &|_| Gate::Pass(Vec::new()))
+}
+
+/// [`replay_cases`] with a check before the WAF: a case the gate refuses counts as blocked
+/// (its benign refusals under the family `gate`), the others are evaluated as the gate says.
+pub fn replay_cases_gated(
+    plan: &WafPlan,
+    policy: &Policy,
+    cases: &[Case],
+    keep_all: bool,
+    gate: &dyn Fn(&crate::HttpRequest<'_>) -> Gate,
+) -> Report {
     let mut r = Report::default();
     for c in cases {
-        let v = c.request.with_request(|req| plan.evaluate(req, policy));
-        let blocked = v.over_threshold;
+        let (refused, v) = c.request.with_request(|req| match gate(req) {
+            Gate::Refused(reason) => (Some(reason), Verdict::default()),
+            Gate::Pass(typed) => {
+                let names: Vec<&str> = typed.iter().map(String::as_str).collect();
+                (None, plan.evaluate(&req.with_typed_args(&names), policy))
+            }
+        });
+        let blocked = refused.is_some() || v.over_threshold;
         r.overall.add(c.label, blocked);
         r.categories
             .entry(c.category.clone())
             .or_default()
             .add(c.label, blocked);
         if c.label == Label::Benign && blocked {
-            count_benign_block(&mut r.benign_blocked_by_family, &v);
+            match &refused {
+                Some(_) => {
+                    r.benign_blocked_by_family
+                        .entry("gate".into())
+                        .or_default()
+                        .blocked += 1
+                }
+                None => count_benign_block(&mut r.benign_blocked_by_family, &v),
+            }
         }
         let miss = (c.label == Label::Attack) != blocked;
         if miss || keep_all {
+            let matched = match refused {
+                Some(reason) => vec![format!("refused before the WAF: {reason}")],
+                None => describe(&v),
+            };
             let cr = CaseResult {
                 id: c.id.clone(),
                 label: c.label,
                 category: c.category.clone(),
                 blocked,
                 score: v.score,
-                matched: describe(&v),
+                matched,
             };
             if miss {
                 r.misses.push(cr.clone());
