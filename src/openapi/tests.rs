@@ -287,3 +287,16 @@ fn closed_parameters_are_known_and_a_repeated_single_value_is_refused() {
         vec![("parameter", "/query/tags/3".into())]
     );
 }
+
+#[test]
+fn pointers_naming_request_parts_are_bounded() {
+    let c = contract("orders-apim.yaml");
+    let name = "n".repeat(400);
+    let o = c.check_head(&head(
+        "GET",
+        &format!("/orders-api/orders?{name}=1&{}=2", "é".repeat(150)),
+        vec![],
+    ));
+    assert_eq!(o.violations.len(), 2, "{:?}", o.violations);
+    assert!(o.violations.iter().all(|v| v.pointer.len() <= 200));
+}

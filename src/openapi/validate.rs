@@ -379,10 +379,21 @@ impl Contract {
 }
 
 impl Outcome {
-    fn push(&mut self, v: Violation) {
-        if self.violations.len() < MAX_VIOLATIONS {
-            self.violations.push(v);
+    /// Adds a violation (up to `MAX_VIOLATIONS`), its pointer cut to `MAX_POINTER` bytes: a
+    /// pointer names request parts (an undeclared parameter, a body field), so its length is
+    /// the client's to choose.
+    fn push(&mut self, mut v: Violation) {
+        if self.violations.len() >= MAX_VIOLATIONS {
+            return;
         }
+        if v.pointer.len() > MAX_POINTER {
+            let mut cut = MAX_POINTER;
+            while !v.pointer.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            v.pointer.truncate(cut);
+        }
+        self.violations.push(v);
     }
 }
 
@@ -493,14 +504,7 @@ fn push_schema_errors(
     }
     for e in validator.iter_errors(instance).take(MAX_VIOLATIONS) {
         let keyword = e.kind().keyword().to_string();
-        let mut pointer = format!("{base}{}", e.instance_path().as_str());
-        if pointer.len() > MAX_POINTER {
-            let mut cut = MAX_POINTER;
-            while !pointer.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            pointer.truncate(cut);
-        }
+        let pointer = format!("{base}{}", e.instance_path().as_str());
         out.push(Violation {
             kind,
             reason: reason(e.kind()),
