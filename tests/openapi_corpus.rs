@@ -85,6 +85,23 @@ fn order(email: &str, sku: &str, note: &str) -> String {
     .to_string()
 }
 
+/// A payload in each field of a closed or constrained type: the `status` enum, the `limit`
+/// integer, the `orderId` UUID and `line` integer path segments, the customer's e-mail and a
+/// line's SKU pattern.
+fn typed_places(p: &str) -> Vec<(&'static str, String, Option<String>)> {
+    let e = pct(p);
+    let uuid = "3f2c7e1a-1b2c-4d5e-8f90-123456789abc";
+    let post = "/orders-api/orders".to_string();
+    vec![
+        ("GET", format!("/orders-api/orders?status={e}"), None),
+        ("GET", format!("/orders-api/orders?limit={e}"), None),
+        ("GET", format!("/orders-api/orders/{e}"), None),
+        ("GET", format!("/orders-api/orders/{uuid}/items/{e}"), None),
+        ("POST", post.clone(), Some(order(p, "AB-12", ""))),
+        ("POST", post, Some(order("a@example.com", p, ""))),
+    ]
+}
+
 fn waf_blocks(plan: &WafPlan, body: &str) -> bool {
     OwnedRequest::new("POST", "/orders-api/orders", "HTTP/1.1")
         .with_header("Host", "api.example.test")
@@ -97,31 +114,13 @@ fn waf_blocks(plan: &WafPlan, body: &str) -> bool {
 fn attacks_in_typed_fields_never_pass_the_contract_and_free_text_is_left_to_the_waf() {
     let c = contract();
     let plan = default_plan().expect("rules");
-    let uuid = "3f2c7e1a-1b2c-4d5e-8f90-123456789abc";
     let (mut attacks, mut caught_in_free_text, mut benign, mut benign_passed) = (0, 0, 0, 0);
     for (label, p) in payloads() {
-        let e = pct(&p);
         if label == "attack" {
             attacks += 1;
-            let typed_places = [
-                ("GET", format!("/orders-api/orders?status={e}"), None),
-                ("GET", format!("/orders-api/orders?limit={e}"), None),
-                ("GET", format!("/orders-api/orders/{e}"), None),
-                ("GET", format!("/orders-api/orders/{uuid}/items/{e}"), None),
-                (
-                    "POST",
-                    "/orders-api/orders".to_string(),
-                    Some(order(&p, "AB-12", "")),
-                ),
-                (
-                    "POST",
-                    "/orders-api/orders".to_string(),
-                    Some(order("a@example.com", &p, "")),
-                ),
-            ];
-            for (method, target, body) in &typed_places {
+            for (method, target, body) in typed_places(&p) {
                 assert!(
-                    refused(&c, method, target, body.as_deref()),
+                    refused(&c, method, &target, body.as_deref()),
                     "the contract let {p:?} through at {method} {target} {body:?}"
                 );
             }
@@ -157,5 +156,53 @@ fn attacks_in_typed_fields_never_pass_the_contract_and_free_text_is_left_to_the_
     );
     // Floors at the measured values (94 of 95; 42 of 42).
     assert!(caught >= 0.98, "free-text attacks caught {caught:.3}");
-    assert_eq!(benign_passed, benign, "benign look-alikes passed {passed:.3}");
+    assert_eq!(
+        benign_passed, benign,
+        "benign look-alikes passed {passed:.3}"
+    );
+}
+
+/// The same in typed fields with attack collections the project did not write (the libinjection
+/// SQLi and XSS payload lists in ../shared/corpora, where present): refused by the contract alone
+/// unless the payload happens to be a value of the field's type.
+#[test]
+fn held_out_attacks_in_typed_fields_never_pass_the_contract() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpora/libinjection/data");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        eprintln!("skipped: {} is absent", dir.display());
+        return;
+    };
+    let c = contract();
+    let (mut payloads, mut refusals, mut placements) = (0usize, 0usize, 0usize);
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with("sqli-") || name.starts_with("xss-")) {
+            continue;
+        }
+        let text = std::fs::read(entry.path()).expect("read");
+        for line in String::from_utf8_lossy(&text).lines() {
+            if line.trim().is_empty() || line.starts_with('#') {
+                continue;
+            }
+            payloads += 1;
+            for (method, target, body) in typed_places(line) {
+                placements += 1;
+                if refused(&c, method, &target, body.as_deref()) {
+                    refusals += 1;
+                } else {
+                    eprintln!("passed: {method} {target} {body:?}");
+                }
+            }
+        }
+    }
+    let rate = refusals as f64 / placements.max(1) as f64;
+    eprintln!(
+        "{payloads} held-out payloads, {placements} placements: {refusals} refused ({:.3}%)",
+        rate * 100.0
+    );
+    assert!(payloads > 1000, "{payloads} payloads read");
+    // Measured: 112,761 of 112,764. The three that pass are values of the field's own type: `1--`
+    // and `417652--` fit the SKU pattern, `1%0Aand+current_user=@version` is a well-formed
+    // address; the WAF still sees them.
+    assert!(rate >= 0.9999, "refused {rate:.5}");
 }
